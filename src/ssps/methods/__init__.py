@@ -1,0 +1,37 @@
+"""Training methods and the `method` section of the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..options import option
+from .base import Method, StepInfo
+from .dino import DINO, DINOConfig
+from .simclr import SimCLR, SimCLRConfig
+from .supervised import Supervised, SupervisedConfig
+
+METHOD_NAMES = ("simclr", "dino", "supervised")
+
+
+@dataclass
+class MethodConfig:
+    name: str = option("simclr", "training method", choices=METHOD_NAMES)
+    simclr: SimCLRConfig = option(SimCLRConfig(), "SimCLR settings")
+    dino: DINOConfig = option(DINOConfig(), "DINO settings")
+    supervised: SupervisedConfig = option(SupervisedConfig(), "supervised AAM-softmax settings")
+
+
+def build_method(
+    config: MethodConfig, frontend: nn.Module, encoder: nn.Module, n_speakers: int = 0
+) -> Method:
+    """The method named by `config.name`, wrapping the given front end and encoder."""
+    if config.name == "simclr":
+        return SimCLR(frontend, encoder, config.simclr)
+    if config.name == "dino":
+        return DINO(frontend, encoder, config.dino)
+    return Supervised(frontend, encoder, config.supervised, n_speakers)
+
+
+__all__ = ["Method", "MethodConfig", "StepInfo", "build_method", "METHOD_NAMES"]

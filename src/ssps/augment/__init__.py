@@ -1,0 +1,24 @@
+"""On-device batched augmentation of training views: noise, reverberation, channel effects.
+
+`Augmenter(AugmentConfig())` augments a (B, T) batch on its own device; `banks` prepares and
+loads the MUSAN / RIR banks it draws from (or synthesises built-in ones); `effects` holds the
+batched signal operations.
+"""
+
+from .augmenter import AugmentConfig, Augmenter, AugmentPlan
+from .banks import Bank, build_noise_bank, build_rir_bank, builtin_banks, load_bank
+from .effects import add_noise, mu_law_codec, reverberate
+
+__all__ = [
+    "AugmentConfig",
+    "AugmentPlan",
+    "Augmenter",
+    "Bank",
+    "add_noise",
+    "build_noise_bank",
+    "build_rir_bank",
+    "builtin_banks",
+    "load_bank",
+    "mu_law_codec",
+    "reverberate",
+]

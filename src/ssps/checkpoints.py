@@ -1,0 +1,93 @@
+"""Checkpoint files: atomic writes, safe loading, finding the latest, weight averaging.
+
+A checkpoint is a plain dict of tensors, numbers, strings and nested dicts/lists, so it
+loads with `torch.load(weights_only=True)`: a file from elsewhere cannot run code.
+Layout of a run directory: `checkpoints/epoch_NNN.pt` (one per finished epoch) and
+`checkpoints/avg.pt` (the average of the last N, model weights only).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing or cannot be used."""
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
+    """Write to a temporary file in the same folder, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or unsafe files
+        raise CheckpointError(f"{path}: cannot load checkpoint ({err})") from err
+
+
+def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's per-epoch checkpoints, oldest first."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := EPOCH_FILE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def epoch_path(run_dir: str | Path, epoch: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"epoch_{epoch:03d}.pt"
+
+
+def resolve_checkpoint(run_or_path: str | Path, which: str = "last") -> Path:
+    """`which` is avg, last or a path; a run directory or a file may be given."""
+    target = Path(run_or_path)
+    if target.is_file():
+        return target
+    if which not in ("avg", "last"):
+        path = Path(which)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: checkpoint not found")
+        return path
+    if which == "avg":
+        avg = target / "checkpoints" / "avg.pt"
+        if avg.is_file():
+            return avg
+    found = epoch_checkpoints(target)
+    if not found:
+        raise CheckpointError(f"{target}: no checkpoints in {target / 'checkpoints'}")
+    return found[-1]
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Mean of the model weights of several checkpoints (integer buffers from the last)."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        model = load_checkpoint(path)["model"]
+        for key, value in model.items():
+            if value.is_floating_point():
+                total[key] = total.get(key, 0) + value.double()
+            else:
+                total[key] = value
+    return {
+        k: (v / len(paths)).to(torch.float32) if v.is_floating_point() else v
+        for k, v in total.items()
+    }

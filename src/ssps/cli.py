@@ -1,0 +1,191 @@
+"""The `ssps` command: train, evaluate, prepare, demo, config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config_loader import ConfigError
+
+EPILOG_TRAIN = """examples:
+  ssps train configs/bench/voxsim_simclr.yaml
+  ssps train configs/demo/simclr.yaml trainer.epochs=3 data.batch_size=64
+  torchrun --standalone --nproc_per_node=2 -m ssps train CONFIG   (DDP)
+A run directory (run_dir, default runs/<config name>) that already has checkpoints is resumed."""
+
+
+def _setup_logging(run_dir: Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(run_dir / "train.log"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .distributed import is_main_process, world_size
+    from .train.runtime import close_distributed
+    from .train.trainer import train
+
+    config = load_config(args.config, args.overrides)
+    _setup_logging(Path(config.run_dir) if int(os.environ.get("RANK", "0")) == 0 else None)
+    run_dir = train(config)
+    distributed = world_size() > 1
+    if config.evaluation.trials and is_main_process():
+        from .evaluate import evaluate_run
+
+        result = evaluate_run(
+            run_dir,
+            config.evaluation.trials,
+            config.evaluation.audio_root or None,
+            config.evaluation.checkpoint,
+            device=config.trainer.device,
+        )
+        print(json.dumps({k: result[k] for k in ("eer", "min_dcf", "n_trials")}))
+    print(f"run directory: {run_dir}")
+    if distributed:
+        close_distributed()
+        sys.stdout.flush()
+        os._exit(0)  # gloo workers can abort at interpreter exit; all work is done here
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+
+    _setup_logging()
+    result = evaluate_run(
+        args.run_dir,
+        args.trials,
+        args.audio_root,
+        args.checkpoint,
+        args.json,
+        args.device,
+        args.batch_size,
+        args.p_target,
+    )
+    print(
+        f"EER {result['eer']:.3f} %  minDCF({result['p_target']}) {result['min_dcf']:.4f}  "
+        f"trials {result['n_trials']}  checkpoint {result['checkpoint']}"
+    )
+    return 0
+
+
+def cmd_prepare_folder(args: argparse.Namespace) -> int:
+    from .data.prepare import prepare_folder, summarize
+
+    manifest, skipped = prepare_folder(args.dir, args.out)
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"{args.out}: {summarize(manifest)}")
+    return 0
+
+
+def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
+    from .config_loader import load
+    from .data.synthetic import CorpusConfig, generate_corpus
+
+    config = load(CorpusConfig, args.config, args.overrides)
+    out = generate_corpus(args.out_dir, config, overwrite=args.overwrite)
+    print(f"corpus ready in {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    _setup_logging()
+    run_demo(Path(args.out), quick=args.quick)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config import Config, load_config, save_config
+    from .config_loader import describe
+
+    if args.config:
+        save_config(load_config(args.config, args.overrides), "/dev/stdout")
+    else:
+        print("\n".join(describe(Config)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ssps", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "train",
+        help="train (or resume) a run from a YAML config",
+        epilog=EPILOG_TRAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.epochs=3")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a trial list with a trained run")
+    p.add_argument("run_dir", help="run directory or checkpoint file")
+    p.add_argument("--trials", required=True, help="VoxCeleb-format trials: label path1 path2")
+    p.add_argument("--audio-root", help="folder the trial paths are relative to")
+    p.add_argument("--checkpoint", default="avg", help="avg (default), last or a path")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, help="utterances per embedding batch")
+    p.add_argument("--p-target", type=float, help="minDCF target prior (default 0.01)")
+    p.set_defaults(func=cmd_evaluate)
+
+    prep = sub.add_parser("prepare", help="build manifests and corpora").add_subparsers(
+        dest="what", required=True
+    )
+    p = prep.add_parser("folder", help="manifest from a folder of wav/flac/ogg")
+    p.add_argument("dir", help="audio root (speaker/session/utt.ext gives labels)")
+    p.add_argument("--out", required=True, help="manifest CSV to write")
+    p.set_defaults(func=cmd_prepare_folder)
+    p = prep.add_parser("synthetic", help="generate the built-in synthetic speaker corpus")
+    p.add_argument("out_dir")
+    p.add_argument("--config", help="YAML with CorpusConfig fields")
+    p.add_argument("overrides", nargs="*", help="e.g. train_speakers=60")
+    p.add_argument("--overwrite", action="store_true", help="replace a different corpus")
+    p.set_defaults(func=cmd_prepare_synthetic)
+
+    p = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic corpus")
+    p.add_argument("--out", default="ssps-demo", help="where the corpus, runs and report go")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster version")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "config",
+        help="list every config key with its default and help, "
+        "or print a config file resolved with overrides",
+    )
+    p.add_argument("config", nargs="?")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"ssps: error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"ssps: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

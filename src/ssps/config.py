@@ -1,0 +1,141 @@
+"""The run's typed config tree: encoder, features, method, data, augmentation, trainer,
+evaluation. YAML files and `key.sub=value` overrides load onto it (see `config_loader`);
+an unknown key, a wrong type or a bad value fails before any work, naming key and file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .augment import AugmentConfig
+from .config_loader import ConfigError, dump, load
+from .encoders import encoder_names, encoder_options
+from .features import FeaturesConfig
+from .methods import MethodConfig
+from .options import option
+
+__all__ = ["Config", "ConfigError", "load_config", "save_config"]
+
+
+@dataclass
+class EncoderConfig:
+    name: str = option("ecapa", "encoder architecture", choices=("ecapa", "resnet34"))
+    embed_dim: int = option(512, "embedding size")
+    channels: list[int] = option([1024, 1024, 1024, 1024, 3072], "ECAPA-TDNN layer channels")
+    base_width: int = option(32, "thin ResNet-34 width of the first stage")
+    pooling: str = option("sap", "thin ResNet-34 pooling", choices=("sap", "asp"))
+    options: dict[str, Any] = option({}, "further constructor keywords of the encoder")
+
+    def build_options(self) -> dict[str, Any]:
+        """Constructor keywords for `ssps.encoders.build_encoder`."""
+        if self.name == "ecapa":
+            chosen = {"channels": tuple(self.channels)}
+        else:
+            chosen = {"base_width": self.base_width, "pooling": self.pooling}
+        return {"embed_dim": self.embed_dim, **chosen, **self.options}
+
+
+@dataclass
+class DataConfig:
+    manifest: str = option("", "training manifest CSV: file,duration[,speaker,session]")
+    audio_root: str = option("", "folder the manifest paths are relative to ('': its folder)")
+    sample_rate: int = option(16000, "sample rate the model works at")
+    resample: bool = option(False, "resample other rates instead of failing")
+    batch_size: int = option(256, "global batch size (split across DDP ranks)")
+    num_workers: int = option(2, "DataLoader worker processes per rank")
+    max_bad_fraction: float = option(0.01, "stop when more than this fraction of files is bad")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = option(100, "epochs to train (the run stops after this epoch)")
+    schedule_epochs: int = option(0, "length of the lr/EMA schedules in epochs (0: epochs)")
+    max_steps_per_epoch: int = option(0, "cap on optimiser steps per epoch (0: full epoch)")
+    device: str = option("auto", "where to train", choices=("auto", "cpu", "cuda"))
+    precision: str = option("fp32", "autocast precision", choices=("fp32", "bf16", "fp16"))
+    optimizer: str = option("adam", "optimiser", choices=("adam", "adamw", "sgd"))
+    lr: float = option(1e-3, "base learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(0.0, "weight decay")
+    decay_1d: bool = option(False, "also decay biases and norm weights")
+    scheduler: str = option("step", "lr schedule", choices=("step", "cosine", "constant"))
+    step_every_epochs: int = option(5, "step schedule: multiply the lr every this many epochs")
+    step_gamma: float = option(0.95, "step schedule: the factor")
+    warmup_epochs: float = option(0.0, "linear warm-up from 0 (cosine schedule)")
+    min_lr: float = option(1e-5, "cosine schedule: final lr")
+    seed: int = option(0, "seed of every random draw (crops, shuffling, augmentation, init)")
+    deterministic: bool = option(False, "use deterministic algorithms (slower)")
+    threads: int = option(0, "torch CPU threads (0: torch's default)")
+    init_from: str = option("", "checkpoint or run dir to start from (used when no resume)")
+    init_mode: str = option(
+        "continue",
+        "continue: weights+optimiser+epoch; weights: weights only",
+        choices=("continue", "weights"),
+    )
+    average_last: int = option(10, "average the last N epoch checkpoints at the end (0: off)")
+    sync_batchnorm: bool = option(False, "convert BatchNorm to SyncBatchNorm under CUDA DDP")
+    tensorboard: bool = option(True, "also log to TensorBoard when it is installed")
+    log_every: int = option(10, "log step metrics every N steps")
+    progress: bool = option(True, "show a progress bar")
+
+
+@dataclass
+class EvaluationConfig:
+    trials: str = option("", "VoxCeleb-format trial list scored after training ('': skip)")
+    audio_root: str = option("", "folder the trial paths are relative to ('': trials' folder)")
+    checkpoint: str = option("avg", "checkpoint to evaluate: avg, last or a path")
+    p_target: float = option(0.01, "minDCF target prior")
+    batch_size: int = option(16, "utterances per embedding batch")
+    max_seconds: float = option(60.0, "longer files are embedded in chunks of this length")
+    validate_every: int = option(0, "score a trial subset every N epochs (0: off)")
+    validation_trials: int = option(2000, "size of that subset")
+
+
+@dataclass
+class Config:
+    run_dir: str = option("", "run directory ('': runs/<config file stem>)")
+    encoder: EncoderConfig = option(EncoderConfig(), "encoder")
+    features: FeaturesConfig = option(FeaturesConfig(), "log-mel front end")
+    method: MethodConfig = option(MethodConfig(), "training method")
+    data: DataConfig = option(DataConfig(), "training data")
+    augmentation: AugmentConfig = option(AugmentConfig(), "on-device augmentation")
+    trainer: TrainerConfig = option(TrainerConfig(), "optimisation and run control")
+    evaluation: EvaluationConfig = option(EvaluationConfig(), "scoring after training")
+
+
+def validate(config: Config, source: str) -> Config:
+    """Cross-field checks that types alone cannot express."""
+    known = encoder_options(config.encoder.name)
+    for key in config.encoder.build_options():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: 'encoder.options.{key}' is not an option of encoder "
+                f"'{config.encoder.name}' (valid: {sorted(known)}; encoders: {encoder_names()})"
+            )
+    positive = {
+        "data.batch_size": config.data.batch_size,
+        "data.sample_rate": config.data.sample_rate,
+        "trainer.epochs": config.trainer.epochs,
+        "encoder.embed_dim": config.encoder.embed_dim,
+        "features.n_mels": config.features.n_mels,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{source}: '{key}' must be > 0, got {value}")
+    if config.trainer.lr <= 0:
+        raise ConfigError(f"{source}: 'trainer.lr' must be > 0, got {config.trainer.lr}")
+    return config
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Defaults <- YAML <- overrides; `run_dir` defaults to runs/<file stem>."""
+    config = load(Config, path, list(overrides))
+    if not config.run_dir:
+        config.run_dir = str(Path("runs") / (Path(path).stem if path else "default"))
+    return validate(config, str(path) if path else "defaults")
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    dump(config, path)

@@ -1,0 +1,85 @@
+"""The contract between the trainer and a training method (SimCLR, DINO, supervised, ...).
+
+A method owns the front end, the encoder and its own heads. The trainer hands it the
+batch's views (already on the device and augmented where the view spec says so) and gets a
+loss back; hooks let a method act after the backward pass (clipping, freezing) and after
+the optimiser step (EMA teachers). `embed` is what evaluation and inference use.
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.views import ViewSpec
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where training stands at this step (all counts start at 0)."""
+
+    epoch: int
+    step: int  # global optimiser step
+    steps_per_epoch: int
+    total_steps: int  # steps of the whole schedule
+
+
+class Method(nn.Module, metaclass=ABCMeta):
+    """Base class: front end + encoder, and the hooks with their default (no-op) behaviour."""
+
+    name = "method"
+
+    def __init__(self, frontend: nn.Module, encoder: nn.Module) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.encoder = encoder
+
+    @abstractmethod
+    def view_specs(self) -> list[ViewSpec]:
+        """The crops the loader must cut for each utterance."""
+
+    @abstractmethod
+    def training_loss(
+        self, views: dict[str, torch.Tensor], batch: dict, info: StepInfo
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Return the loss to minimise and scalar metrics to log."""
+
+    def forward(self, views: dict[str, torch.Tensor], batch: dict, info: StepInfo):
+        return self.training_loss(views, batch, info)
+
+    def encode(self, waves: torch.Tensor) -> torch.Tensor:
+        """Trainable path: (B, T) waveforms -> (B, D) embeddings."""
+        return self.encoder(self.frontend(waves))
+
+    def embedding_modules(self) -> tuple[nn.Module, nn.Module]:
+        """(front end, encoder) used for evaluation; DINO returns its teacher."""
+        return self.frontend, self.encoder
+
+    @torch.no_grad()
+    def embed(self, waves: torch.Tensor) -> torch.Tensor:
+        """Evaluation path: (B, T) -> (B, D) with the evaluation encoder in its current mode."""
+        frontend, encoder = self.embedding_modules()
+        return encoder(frontend(waves))
+
+    def after_backward(self, info: StepInfo) -> None:
+        """Called after gradients are computed (and unscaled), before the optimiser step."""
+        return None
+
+    def after_optimizer_step(self, info: StepInfo) -> None:
+        """Called after each optimiser step."""
+        return None
+
+    def parameter_groups(self, weight_decay: float, decay_1d: bool) -> list[dict]:
+        """Trainable parameters split so that biases and norm weights can skip weight decay."""
+        decay, no_decay = [], []
+        for _, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            (decay if decay_1d or param.ndim > 1 else no_decay).append(param)
+        groups = [{"params": decay, "weight_decay": weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        return groups

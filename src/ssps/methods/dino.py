@@ -1,0 +1,233 @@
+"""DINO for speakers: a student matches an EMA teacher across crops (multi-crop).
+
+Student: 2 global + 4 local crops; teacher: the 2 global crops. Head: MLP 512-2048-2048-256
+(BN + GELU), L2 norm, then a weight-normalised 65,536-way layer without bias whose gain is
+frozen at 1. Teacher outputs are centred (momentum 0.9) and sharpened (temperature 0.04),
+student temperature 0.1. The teacher follows the student by EMA (0.996 -> 1, cosine over all
+steps of the schedule). The last layer is frozen during the first epoch and each gradient
+tensor's norm is capped (per tensor, as in the original DINO). Evaluation uses the teacher.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.views import ViewSpec
+from ..distributed import all_reduce_mean
+from ..options import option
+from .base import Method, StepInfo
+
+log = logging.getLogger("ssps.dino")
+
+
+@dataclass
+class DINOConfig:
+    global_seconds: float = option(4.0, "length of the global crops (teacher and student)")
+    local_seconds: float = option(2.0, "length of the local crops (student only)")
+    n_global: int = option(2, "global crops per utterance")
+    n_local: int = option(4, "local crops per utterance")
+    head_hidden: int = option(2048, "hidden size of the head MLP")
+    head_bottleneck: int = option(256, "bottleneck size before the last layer")
+    out_dim: int = option(65536, "output dimension of the weight-normalised last layer")
+    student_temperature: float = option(0.1, "student softmax temperature")
+    teacher_temperature: float = option(0.04, "teacher softmax temperature after warm-up")
+    teacher_temperature_warmup: float = option(0.04, "teacher temperature at epoch 0")
+    teacher_temperature_warmup_epochs: int = option(0, "epochs of linear teacher warm-up")
+    center_momentum: float = option(0.9, "momentum of the teacher-output centre")
+    ema_start: float = option(0.996, "teacher EMA momentum at step 0")
+    ema_end: float = option(1.0, "teacher EMA momentum at the last step of the schedule")
+    freeze_last_layer_epochs: int = option(1, "epochs during which the last layer is frozen")
+    clip_grad: float = option(3.0, "cap on each gradient tensor's norm (0: off)")
+
+
+class WeightNormLinear(nn.Module):
+    """Linear layer without bias whose rows are unit-norm directions (weight norm, gain 1)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.direction = nn.Parameter(torch.empty(out_dim, in_dim))
+        nn.init.trunc_normal_(self.direction, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, F.normalize(self.direction, dim=1))
+
+
+class DINOHead(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, bottleneck: int, out_dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.GELU(),
+            nn.Linear(hidden, bottleneck),
+        )
+        self.last_layer = WeightNormLinear(bottleneck, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
+
+
+def dino_loss(
+    student: list[torch.Tensor],
+    teacher: list[torch.Tensor],
+    center: torch.Tensor,
+    student_temperature: float,
+    teacher_temperature: float,
+) -> torch.Tensor:
+    """Cross-entropy between centred, sharpened teacher crops and every other student crop.
+
+    student: one (B, K) logit tensor per student crop, the global crops first, in the
+    teacher's order; teacher: one (B, K) tensor per global crop; center: (1, K).
+    """
+    targets = [F.softmax((t.float() - center) / teacher_temperature, dim=-1) for t in teacher]
+    log_probs = [F.log_softmax(s.float() / student_temperature, dim=-1) for s in student]
+    total, terms = 0.0, 0
+    for iq, q in enumerate(targets):
+        for v, log_p in enumerate(log_probs):
+            if v == iq:
+                continue
+            total = total + torch.sum(-q * log_p, dim=-1).mean()
+            terms += 1
+    return total / terms
+
+
+def ema_momentum(step: int, total_steps: int, start: float, end: float) -> float:
+    """Cosine schedule from `start` at step 0 to `end` at `total_steps`."""
+    progress = min(step / max(total_steps, 1), 1.0)
+    return end - (end - start) * (math.cos(math.pi * progress) + 1) / 2
+
+
+def mean_entropy(probs: torch.Tensor) -> float:
+    return float(-(probs * torch.log(probs + 1e-12)).sum(dim=-1).mean())
+
+
+class DINO(Method):
+    name = "dino"
+
+    def __init__(self, frontend: nn.Module, encoder: nn.Module, config: DINOConfig) -> None:
+        super().__init__(frontend, encoder)
+        self.config = config
+        cfg = config
+        self.head = DINOHead(encoder.embed_dim, cfg.head_hidden, cfg.head_bottleneck, cfg.out_dim)
+        self.teacher_encoder = copy.deepcopy(encoder)
+        self.teacher_head = copy.deepcopy(self.head)
+        for param in self.teacher_parameters():
+            param.requires_grad_(False)
+        self.register_buffer("center", torch.zeros(1, cfg.out_dim))
+        self._warned_epoch = -1
+
+    def teacher_parameters(self):
+        yield from self.teacher_encoder.parameters()
+        yield from self.teacher_head.parameters()
+
+    def view_specs(self) -> list[ViewSpec]:
+        cfg = self.config
+        specs = [ViewSpec("global", cfg.global_seconds, cfg.n_global)]
+        if cfg.n_local:
+            specs.append(ViewSpec("local", cfg.local_seconds, cfg.n_local))
+        return specs
+
+    def teacher_temperature(self, epoch: int) -> float:
+        cfg = self.config
+        if epoch >= cfg.teacher_temperature_warmup_epochs:
+            return cfg.teacher_temperature
+        frac = epoch / cfg.teacher_temperature_warmup_epochs
+        return cfg.teacher_temperature_warmup + frac * (
+            cfg.teacher_temperature - cfg.teacher_temperature_warmup
+        )
+
+    @staticmethod
+    def _crops(x: torch.Tensor) -> torch.Tensor:
+        # (B, n, T) -> (n * B, T), crop-major so that chunk(n) gives one crop per chunk.
+        return x.transpose(0, 1).reshape(-1, x.shape[-1])
+
+    def student_outputs(self, views: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """One (B, K) logit tensor per student crop; crops of one size go through together."""
+        out = []
+        for name in ("global", "local"):
+            if name in views and views[name].shape[1]:
+                x = views[name]
+                out += self.head(self.encode(self._crops(x))).chunk(x.shape[1])
+        return out
+
+    @torch.no_grad()
+    def teacher_outputs(self, views: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        x = views["global"]
+        feats = self.teacher_encoder(self.frontend(self._crops(x)))
+        return list(self.teacher_head(feats).chunk(x.shape[1]))
+
+    def training_loss(self, views, batch, info: StepInfo):
+        teacher = self.teacher_outputs(views)
+        student = self.student_outputs(views)
+        temperature = self.teacher_temperature(info.epoch)
+        loss = dino_loss(
+            student, teacher, self.center, self.config.student_temperature, temperature
+        )
+        metrics = self._entropies(teacher, student, temperature)
+        self._update_center(torch.cat(teacher))
+        self._warn_on_collapse(metrics, info.epoch)
+        return loss, metrics
+
+    @torch.no_grad()
+    def _entropies(self, teacher, student, temperature: float) -> dict[str, float]:
+        t = F.softmax((torch.cat(teacher).float() - self.center) / temperature, dim=-1)
+        s = F.softmax(
+            torch.cat(student[: len(teacher)]).float() / self.config.student_temperature, -1
+        )
+        return {
+            "teacher_entropy": mean_entropy(t),
+            "teacher_batch_entropy": mean_entropy(t.mean(dim=0, keepdim=True)),
+            "student_entropy": mean_entropy(s),
+        }
+
+    def _warn_on_collapse(self, metrics: dict[str, float], epoch: int) -> None:
+        limit = math.log(self.config.out_dim)
+        uniform = metrics["teacher_entropy"] > 0.98 * limit
+        one_hot = metrics["teacher_batch_entropy"] < 0.02 * limit
+        if (uniform or one_hot) and epoch != self._warned_epoch:
+            self._warned_epoch = epoch
+            kind = "uniform outputs" if uniform else "one output dimension dominates"
+            log.warning(
+                "DINO may be collapsing (%s): teacher entropy %.3f, batch entropy %.3f, log K %.3f",
+                kind,
+                metrics["teacher_entropy"],
+                metrics["teacher_batch_entropy"],
+                limit,
+            )
+
+    @torch.no_grad()
+    def _update_center(self, teacher: torch.Tensor) -> None:
+        batch_center = all_reduce_mean(teacher.float().mean(dim=0, keepdim=True))
+        m = self.config.center_momentum
+        self.center.mul_(m).add_(batch_center, alpha=1 - m)
+
+    def after_backward(self, info: StepInfo) -> None:
+        if info.epoch < self.config.freeze_last_layer_epochs:
+            for param in self.head.last_layer.parameters():
+                param.grad = None
+        if self.config.clip_grad > 0:
+            for param in self.parameters():
+                if param.grad is not None:
+                    norm = param.grad.detach().norm(2)
+                    param.grad.mul_(torch.clamp(self.config.clip_grad / (norm + 1e-6), max=1.0))
+
+    @torch.no_grad()
+    def after_optimizer_step(self, info: StepInfo) -> None:
+        m = ema_momentum(info.step, info.total_steps, self.config.ema_start, self.config.ema_end)
+        student = list(self.encoder.parameters()) + list(self.head.parameters())
+        teacher = list(self.teacher_parameters())
+        torch._foreach_mul_(teacher, m)
+        torch._foreach_add_(teacher, [p.detach() for p in student], alpha=1 - m)
+
+    def embedding_modules(self):
+        return self.frontend, self.teacher_encoder

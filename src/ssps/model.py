@@ -1,0 +1,67 @@
+"""Building a method (front end + encoder + heads) from a config, and back from a checkpoint.
+
+A checkpoint carries its resolved config, so a model loads with nothing but the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+
+from .checkpoints import CheckpointError, load_checkpoint
+from .config import Config
+from .config_loader import build
+from .encoders import build_encoder
+from .features import LogMelFrontEnd
+from .methods import Method, build_method
+
+log = logging.getLogger("ssps.model")
+
+
+def build_model(config: Config, n_speakers: int = 0) -> Method:
+    frontend = LogMelFrontEnd(config.features, config.data.sample_rate)
+    encoder = build_encoder(
+        config.encoder.name, config.features.n_mels, **config.encoder.build_options()
+    )
+    return build_method(config.method, frontend, encoder, n_speakers)
+
+
+def checkpoint_state(model: Method, config: Config, n_speakers: int) -> dict:
+    """The model part of a checkpoint: weights plus what is needed to rebuild it."""
+    return {
+        "model": model.state_dict(),
+        "config": dataclasses.asdict(config),
+        "n_speakers": n_speakers,
+    }
+
+
+def load_model(path, map_location: str | torch.device = "cpu") -> tuple[Method, Config, dict]:
+    """Rebuild the method stored in a checkpoint; returns (model in eval mode, config, raw)."""
+    state = load_checkpoint(path, map_location)
+    if "model" not in state or "config" not in state:
+        raise CheckpointError(f"{path}: not an ssps checkpoint (no 'model'/'config' entries)")
+    config = build(Config, state["config"], f"{path} (stored config)")
+    model = build_model(config, int(state.get("n_speakers", 0)))
+    model.load_state_dict(state["model"])
+    return model.eval(), config, state
+
+
+def load_weights(model: Method, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load matching weights, logging (not failing on) heads that differ between methods."""
+    result = model.load_state_dict(weights, strict=False)
+    if result.missing_keys:
+        log.info(
+            "%s: %d parameters not in the checkpoint keep their initial values (%s...)",
+            source,
+            len(result.missing_keys),
+            result.missing_keys[0],
+        )
+    if result.unexpected_keys:
+        log.info(
+            "%s: %d checkpoint entries not used by this method (%s...)",
+            source,
+            len(result.unexpected_keys),
+            result.unexpected_keys[0],
+        )

@@ -1,0 +1,288 @@
+"""The training loop: epochs of (views -> device -> augment -> method loss -> step),
+checkpoints each epoch, automatic resume, metrics, optional validation, weight averaging.
+
+Every random draw derives from (seed, epoch, step, rank): crops, shuffling and augmentation,
+so a run resumed from its epoch-k checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from ..augment import Augmenter
+from ..checkpoints import (
+    average_checkpoints,
+    epoch_checkpoints,
+    epoch_path,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_atomic,
+)
+from ..config import Config, save_config
+from ..data.manifest import Manifest
+from ..data.views import CropDataset, build_loader, scan_audio
+from ..distributed import all_reduce_mean, is_main_process, rank, world_size
+from ..methods import Method, StepInfo
+from ..model import build_model, checkpoint_state, load_weights
+from .metrics_log import MetricsLog, truncate_metrics
+from .optim import apply_learning_rate, build_optimizer, learning_rate_at
+from .runtime import autocast, derived_seed, init_distributed, pick_device, seed_everything
+from .validation import Validator
+
+log = logging.getLogger("ssps.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last checkpoint on disk is left as it was."""
+
+
+def read_training_manifest(config: Config) -> Manifest:
+    manifest = Manifest.read(config.data.manifest, config.data.audio_root or None)
+    bad = scan_audio(manifest, config.data.sample_rate, config.data.resample)
+    for path, reason in bad[:20]:
+        log.warning("bad training file %s: %s", path, reason)
+    if len(bad) > config.data.max_bad_fraction * len(manifest):
+        listed = "\n  ".join(f"{p}: {r}" for p, r in bad[:10])
+        raise RuntimeError(
+            f"{len(bad)} of {len(manifest)} files in {config.data.manifest} are unusable "
+            f"(more than data.max_bad_fraction={config.data.max_bad_fraction}):\n  {listed}"
+        )
+    if bad:
+        skip = {path for path, _ in bad}
+        keep = [u for i, u in enumerate(manifest.utterances) if str(manifest.path(i)) not in skip]
+        manifest = Manifest(keep, manifest.root)
+        log.warning("skipping %d bad files (first ones listed above)", len(bad))
+    return manifest
+
+
+class Trainer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.device = pick_device(config.trainer.device)
+        self.distributed = init_distributed(self.device)
+        self.run_dir = Path(config.run_dir)
+        if config.trainer.threads:
+            torch.set_num_threads(config.trainer.threads)
+        seed_everything(config.trainer.seed, config.trainer.deterministic)
+        if is_main_process():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / "config.yaml")
+        self.manifest = read_training_manifest(config)
+        self.n_speakers = len(self.manifest.speakers()) if self.manifest.has_speakers else 0
+        self.model: Method = build_model(config, self.n_speakers).to(self.device)
+        self.optimizer = build_optimizer(self.model, config.trainer)
+        fp16 = config.trainer.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.augmenter = (
+            Augmenter(config.augmentation, config.data.sample_rate).to(self.device)
+            if config.augmentation.enabled
+            else None
+        )
+        self._build_loader()
+        self.start_epoch = self._restore()
+        self.ddp = self._wrap()
+        main = is_main_process()
+        self.metrics = MetricsLog(self.run_dir, config.trainer.tensorboard) if main else None
+        self.validator = Validator.from_config(config, self.device)
+
+    def _build_loader(self) -> None:
+        cfg = self.config
+        if cfg.data.batch_size % world_size():
+            raise ValueError(
+                f"data.batch_size {cfg.data.batch_size} is not divisible by {world_size()} ranks"
+            )
+        self.views = self.model.view_specs()
+        self.dataset = CropDataset(
+            self.manifest,
+            self.views,
+            cfg.data.sample_rate,
+            cfg.data.resample,
+            cfg.trainer.seed,
+            cfg.data.max_bad_fraction,
+        )
+        self.sampler = (
+            DistributedSampler(self.dataset, world_size(), rank(), True, cfg.trainer.seed, True)
+            if self.distributed
+            else None
+        )
+        per_rank = cfg.data.batch_size // world_size()
+        self.loader = build_loader(
+            self.dataset,
+            per_rank,
+            cfg.data.num_workers,
+            sampler=self.sampler,
+            seed=cfg.trainer.seed,
+            pin_memory=self.device.type == "cuda",
+        )
+        steps = len(self.loader)
+        if cfg.trainer.max_steps_per_epoch:
+            steps = min(steps, cfg.trainer.max_steps_per_epoch)
+        if steps == 0:
+            raise ValueError(
+                f"data.batch_size {cfg.data.batch_size} is larger than the {len(self.dataset)} "
+                f"utterances of {cfg.data.manifest}: no full batch per epoch"
+            )
+        self.steps_per_epoch = steps
+        schedule = cfg.trainer.schedule_epochs or cfg.trainer.epochs
+        self.total_steps = schedule * steps
+
+    def _restore(self) -> int:
+        """Resume this run from its last checkpoint, else start from `init_from`, else 0."""
+        found = epoch_checkpoints(self.run_dir)
+        if found:
+            state = load_checkpoint(found[-1], self.device)
+            self.model.load_state_dict(state["model"])
+            self._load_training_state(state)
+            log.info("resuming %s after epoch %d", self.run_dir, state["epoch"])
+            if is_main_process():
+                truncate_metrics(self.run_dir, state["epoch"] + 1)
+            return state["epoch"] + 1
+        source = self.config.trainer.init_from
+        if not source:
+            return 0
+        path = resolve_checkpoint(source, "last")
+        state = load_checkpoint(path, self.device)
+        load_weights(self.model, state["model"], str(path))
+        if self.config.trainer.init_mode == "weights":
+            log.info("initialised weights from %s", path)
+            return 0
+        self._load_training_state(state)
+        log.info("continuing from %s after its epoch %d", path, state["epoch"])
+        return state["epoch"] + 1
+
+    def _load_training_state(self, state: dict) -> None:
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:
+            raise ValueError(
+                f"the checkpoint's optimiser state does not fit this method ({err}); "
+                "use trainer.init_mode=weights to load weights only"
+            ) from err
+        self.scaler.load_state_dict(state["scaler"])
+
+    def _wrap(self) -> torch.nn.Module:
+        if not self.distributed:
+            return self.model
+        if self.config.trainer.sync_batchnorm and self.device.type == "cuda":
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    def _views_on_device(self, batch: dict, epoch: int, step: int) -> dict[str, torch.Tensor]:
+        gen_device = self.device if self.device.type == "cuda" else "cpu"
+        generator = torch.Generator(gen_device)
+        generator.manual_seed(derived_seed(self.config.trainer.seed, epoch, step, rank()))
+        out = {}
+        for spec in self.views:
+            x = batch["views"][spec.name].to(self.device, non_blocking=True)  # (B, n, T)
+            if spec.augment and self.augmenter is not None:
+                b, n, t = x.shape
+                x = self.augmenter(x.reshape(b * n, t), generator).reshape(b, n, t)
+            out[spec.name] = x
+        return out
+
+    def fit(self) -> Path:
+        cfg = self.config.trainer
+        for epoch in range(self.start_epoch, cfg.epochs):
+            self.dataset.set_epoch(epoch)
+            if self.sampler is not None:
+                self.sampler.set_epoch(epoch)
+            summary = self._train_epoch(epoch)
+            if is_main_process():
+                self._end_epoch(epoch, summary)
+        if is_main_process():
+            self._average()
+            self.metrics.close()
+        return self.run_dir
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg = self.config.trainer
+        self.ddp.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not (cfg.progress and is_main_process()),
+        )
+        for i, batch in enumerate(self.loader):
+            if i >= self.steps_per_epoch:
+                break
+            step = epoch * self.steps_per_epoch + i
+            info = StepInfo(epoch, step, self.steps_per_epoch, self.total_steps)
+            lr = learning_rate_at(cfg, step, self.steps_per_epoch, self.total_steps)
+            apply_learning_rate(self.optimizer, lr)
+            metrics = self._train_step(batch, info)
+            metrics["lr"] = lr
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            if self.metrics is not None and step % cfg.log_every == 0:
+                self.metrics.write("step", step, {"epoch": epoch, **metrics})
+        bar.close()
+        return {k: v / self.steps_per_epoch for k, v in sums.items()}
+
+    def _train_step(self, batch: dict, info: StepInfo) -> dict[str, float]:
+        views = self._views_on_device(batch, info.epoch, info.step % self.steps_per_epoch)
+        batch = {k: v.to(self.device) for k, v in batch.items() if k != "views"}
+        with autocast(self.device, self.config.trainer.precision):
+            loss, metrics = self.ddp(views, batch, info)
+        loss_value = all_reduce_mean(loss.detach().float().clone())
+        if not torch.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"loss is {loss_value.item()} at epoch {info.epoch}, step {info.step}; stopping. "
+                f"The last good checkpoint in {self.run_dir / 'checkpoints'} is intact "
+                "(try a lower trainer.lr or trainer.precision=fp32)."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        self.model.after_backward(info)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.model.after_optimizer_step(info)
+        return {"loss": loss_value.item(), **metrics}
+
+    def _end_epoch(self, epoch: int, summary: dict[str, float]) -> None:
+        state = checkpoint_state(self.model, self.config, self.n_speakers)
+        state.update(
+            epoch=epoch,
+            step=(epoch + 1) * self.steps_per_epoch,
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(),
+        )
+        save_atomic(state, epoch_path(self.run_dir, epoch))
+        record = {"epoch": epoch, **summary}
+        if self.validator is not None and self.validator.due(epoch):
+            record.update(self.validator.run(self.model))
+            self.model.train()
+        self.metrics.write("epoch", epoch, record)
+        shown = ", ".join(
+            f"{k} {v:.4g}" for k, v in record.items() if k != "epoch" and math.isfinite(v)
+        )
+        log.info("epoch %d: %s", epoch, shown)
+
+    def _average(self) -> None:
+        n = self.config.trainer.average_last
+        paths = epoch_checkpoints(self.run_dir)[-n:] if n else []
+        if not paths:
+            return
+        last = load_checkpoint(paths[-1])
+        state = checkpoint_state(self.model, self.config, self.n_speakers)
+        state.update(
+            model=average_checkpoints(paths), epoch=last["epoch"], averaged=[p.name for p in paths]
+        )
+        save_atomic(state, self.run_dir / "checkpoints" / "avg.pt")
+        log.info("averaged %d checkpoints into checkpoints/avg.pt", len(paths))
+
+
+def train(config: Config) -> Path:
+    return Trainer(config).fit()

@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny generated multi-speaker corpus (no external data)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ssps.data.manifest import Manifest, Utterance
+
+SR = 16000
+
+
+def _voice(rng: np.random.Generator, f0: float, seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    return (0.1 * wave + 0.01 * rng.normal(size=t.size)).astype(np.float32)
+
+
+def make_corpus(root: Path, speakers: int = 4, sessions: int = 2, utts: int = 3) -> Path:
+    """speaker/session/utt.wav harmonic tones (one f0 per speaker), a manifest and trials."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(speakers):
+        for v in range(sessions):
+            for u in range(utts):
+                rel = f"spk{s}/v{v}/{u}.wav"
+                seconds = 0.8 + 0.1 * u
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                sf.write(root / rel, _voice(rng, 100 + 40 * s + 5 * v, seconds), SR)
+                rows.append(Utterance(rel, seconds, f"spk{s}", f"v{v}"))
+    Manifest(rows, root).write(root / "manifest.csv")
+    lines = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            if a.session != b.session or a.speaker != b.speaker:
+                lines.append(f"{int(a.speaker == b.speaker)} {a.file} {b.file}")
+    (root / "trials.txt").write_text("\n".join(lines[::3]) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))

@@ -1,0 +1,141 @@
+"""SimCLR / DINO / AAM losses and updates against direct computations."""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ssps.methods.dino import DINO, DINOConfig, dino_loss, ema_momentum
+from ssps.methods.simclr import nt_xent
+from ssps.methods.supervised import AAMSoftmax
+
+
+def nt_xent_direct(z1: np.ndarray, z2: np.ndarray, t: float) -> float:
+    z = np.concatenate([z1, z2])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(z1)
+    losses = []
+    for i in range(2 * n):
+        pos = (i + n) % (2 * n)
+        sims = np.array([z[i] @ z[j] / t for j in range(2 * n) if j != i])
+        others = [j for j in range(2 * n) if j != i]
+        logsum = np.log(np.exp(sims - sims.max()).sum()) + sims.max()
+        losses.append(-(z[i] @ z[pos] / t) + logsum)
+        assert pos in others
+    return float(np.mean(losses))
+
+
+def test_nt_xent_matches_direct_computation():
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.normal(size=(5, 8)), rng.normal(size=(5, 8))
+    loss, acc = nt_xent(torch.tensor(z1), torch.tensor(z2), 0.5)
+    assert abs(loss.item() - nt_xent_direct(z1, z2, 0.5)) < 1e-5
+    assert 0.0 <= acc <= 1.0
+
+
+def test_nt_xent_identical_views_with_low_temperature_is_near_zero():
+    z = torch.randn(6, 16)
+    loss, acc = nt_xent(z, z.clone(), 0.01)
+    assert loss.item() < 1e-3 and acc == 1.0
+
+
+def dino_loss_direct(student, teacher, center, ts, tt):
+    total, terms = 0.0, 0
+    for iq, t in enumerate(teacher):
+        q = np.exp((t - center) / tt)
+        q /= q.sum(axis=1, keepdims=True)
+        for v, s in enumerate(student):
+            if v == iq:
+                continue
+            logp = s / ts - np.log(np.exp(s / ts).sum(axis=1, keepdims=True))
+            total += np.mean(-(q * logp).sum(axis=1))
+            terms += 1
+    return total / terms
+
+
+def test_dino_loss_matches_direct_computation():
+    rng = np.random.default_rng(1)
+    student = [rng.normal(size=(3, 10)) for _ in range(4)]
+    teacher = [rng.normal(size=(3, 10)) for _ in range(2)]
+    center = rng.normal(size=(1, 10)) * 0.1
+    got = dino_loss(
+        [torch.tensor(s) for s in student],
+        [torch.tensor(t) for t in teacher],
+        torch.tensor(center),
+        0.1,
+        0.04,
+    )
+    assert abs(got.item() - dino_loss_direct(student, teacher, center, 0.1, 0.04)) < 1e-4
+
+
+class TinyEncoder(torch.nn.Module):
+    def __init__(self, n_mels=8, embed_dim=6):
+        super().__init__()
+        self.n_mels, self.embed_dim = n_mels, embed_dim
+        self.proj = torch.nn.Linear(n_mels, embed_dim)
+
+    def forward(self, x):  # (B, n_mels, T) -> (B, D)
+        return self.proj(x.mean(dim=2))
+
+
+class MeanFrontEnd(torch.nn.Module):
+    def forward(self, waves):  # (B, T) -> (B, 8, T // 8)
+        return waves[:, : waves.shape[1] // 8 * 8].reshape(waves.shape[0], 8, -1)
+
+
+def make_dino(**kw):
+    cfg = DINOConfig(head_hidden=16, head_bottleneck=4, out_dim=32, n_local=2, **kw)
+    return DINO(MeanFrontEnd(), TinyEncoder(), cfg)
+
+
+def test_dino_centre_update_is_ema_of_teacher_batch_mean():
+    dino = make_dino()
+    teacher = [torch.randn(4, 32), torch.randn(4, 32)]
+    dino._update_center(torch.cat(teacher))
+    expected = 0.1 * torch.cat(teacher).mean(0, keepdim=True)
+    torch.testing.assert_close(dino.center, expected)
+
+
+def test_dino_teacher_ema_follows_student_with_cosine_momentum():
+    from ssps.methods.base import StepInfo
+
+    dino = make_dino()
+    with torch.no_grad():
+        for p in list(dino.encoder.parameters()) + list(dino.head.parameters()):
+            p.add_(1.0)
+    before = [p.clone() for p in dino.teacher_parameters()]
+    student = [p.clone() for p in list(dino.encoder.parameters()) + list(dino.head.parameters())]
+    info = StepInfo(epoch=0, step=5, steps_per_epoch=10, total_steps=10)
+    dino.after_optimizer_step(info)
+    m = ema_momentum(5, 10, 0.996, 1.0)
+    assert abs(m - (1 - 0.004 * 0.5)) < 1e-9
+    for b, s, a in zip(before, student, dino.teacher_parameters(), strict=True):
+        torch.testing.assert_close(a, m * b + (1 - m) * s)
+
+
+def test_dino_training_step_freezes_last_layer_and_clips_per_tensor():
+    from ssps.methods.base import StepInfo
+
+    dino = make_dino(clip_grad=1e-3)
+    views = {"global": torch.randn(3, 2, 64), "local": torch.randn(3, 2, 32)}
+    info = StepInfo(epoch=0, step=0, steps_per_epoch=1, total_steps=1)
+    loss, metrics = dino(views, {}, info)
+    loss.backward()
+    dino.after_backward(info)
+    assert dino.head.last_layer.direction.grad is None
+    norms = [p.grad.norm().item() for p in dino.parameters() if p.grad is not None]
+    assert norms and max(norms) <= 1e-3 * (1 + 1e-4)
+    assert 0 < metrics["teacher_entropy"] <= math.log(32) + 1e-6
+
+
+def test_aam_softmax_applies_margin_to_target_only():
+    head = AAMSoftmax(4, 3, margin=0.2, scale=10.0)
+    emb = torch.randn(5, 4)
+    labels = torch.tensor([0, 1, 2, 1, 0])
+    logits = head(emb, labels)
+    cos = F.linear(F.normalize(emb), F.normalize(head.weight))
+    expected = cos * 10.0
+    idx = torch.arange(5)
+    expected[idx, labels] = torch.cos(torch.acos(cos[idx, labels]) + 0.2) * 10.0
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)

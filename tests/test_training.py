@@ -1,0 +1,162 @@
+"""End-to-end training on a tiny generated corpus: CLI, resume, NaN guard, every method."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssps.checkpoints import epoch_checkpoints
+from ssps.cli import main
+from ssps.config import load_config
+from ssps.train.metrics_log import read_metrics
+from ssps.train.trainer import NonFiniteLossError, Trainer
+
+TINY = [
+    "encoder.channels=[16,16,16,16,48]",
+    "encoder.embed_dim=8",
+    "encoder.options={res2net_scale: 4, se_channels: 8, attention_channels: 8}",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "trainer.threads=1",
+    "trainer.progress=false",
+    "trainer.tensorboard=false",
+    "trainer.log_every=1",
+    "augmentation.builtin_rirs=4",
+    "augmentation.builtin_noises=4",
+]
+
+
+def overrides(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        f"data.manifest={corpus / 'manifest.csv'}",
+        f"run_dir={run_dir}",
+        "method.simclr.crop_seconds=0.5",
+        *TINY,
+        *extra,
+    ]
+
+
+@pytest.fixture(autouse=True)
+def bank_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SSPS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_cli_train_then_evaluate(tiny_corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = overrides(
+        tiny_corpus,
+        run,
+        "trainer.epochs=2",
+        "trainer.max_steps_per_epoch=2",
+        f"evaluation.trials={tiny_corpus / 'trials.txt'}",
+    )
+    assert main(["train", "none.yaml", *args]) == 2  # a missing config file is a clear error
+    assert "none.yaml" in capsys.readouterr().err
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text("trainer:\n  epochs: 2\n")
+    assert main(["train", str(config_path), *args]) == 0
+    out = capsys.readouterr().out
+    assert '"eer"' in out
+    assert [p.name for p in epoch_checkpoints(run)] == ["epoch_000.pt", "epoch_001.pt"]
+    assert (run / "checkpoints" / "avg.pt").is_file() and (run / "config.yaml").is_file()
+    result = json.loads((run / "evaluation.json").read_text())
+    assert 0 <= result["eer"] <= 100 and result["n_trials"] > 0
+    assert result["checkpoint"].endswith("avg.pt")
+    assert (run / "det.png").is_file()
+    json_out = tmp_path / "last.json"
+    code = main(
+        [
+            "evaluate",
+            str(run),
+            "--trials",
+            str(tiny_corpus / "trials.txt"),
+            "--checkpoint",
+            "last",
+            "--json",
+            str(json_out),
+        ]
+    )
+    assert code == 0 and json.loads(json_out.read_text())["checkpoint"].endswith("epoch_001.pt")
+
+
+def epoch_losses(run: Path) -> list[float]:
+    return [r["loss"] for r in read_metrics(run, "step")]
+
+
+def test_resume_continues_exactly(tiny_corpus, tmp_path):
+    common = ["trainer.max_steps_per_epoch=2", "trainer.deterministic=true"]
+    full = tmp_path / "full"
+    Trainer(load_config(None, overrides(tiny_corpus, full, "trainer.epochs=3", *common))).fit()
+    part = tmp_path / "part"
+    Trainer(load_config(None, overrides(tiny_corpus, part, "trainer.epochs=2", *common))).fit()
+    Trainer(load_config(None, overrides(tiny_corpus, part, "trainer.epochs=3", *common))).fit()
+    assert len(epoch_losses(full)) == 6
+    assert epoch_losses(part) == epoch_losses(full)
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_corpus, tmp_path, monkeypatch):
+    run = tmp_path / "nan"
+    trainer = Trainer(
+        load_config(
+            None, overrides(tiny_corpus, run, "trainer.epochs=2", "trainer.max_steps_per_epoch=2")
+        )
+    )
+    original = trainer.model.training_loss
+
+    def poisoned(views, batch, info):
+        loss, metrics = original(views, batch, info)
+        return (loss * float("nan") if info.epoch == 1 else loss), metrics
+
+    monkeypatch.setattr(trainer.model, "training_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="epoch 1"):
+        trainer.fit()
+    saved = epoch_checkpoints(run)
+    assert [p.name for p in saved] == ["epoch_000.pt"]
+    state = torch.load(saved[0], weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("method", ["dino", "supervised"])
+def test_other_methods_train(tiny_corpus, tmp_path, method):
+    extra = [f"method.name={method}", "trainer.epochs=1", "trainer.max_steps_per_epoch=2"]
+    if method == "dino":
+        extra += [
+            "method.dino.global_seconds=0.6",
+            "method.dino.local_seconds=0.3",
+            "method.dino.out_dim=64",
+            "method.dino.head_hidden=16",
+            "method.dino.head_bottleneck=8",
+            "trainer.optimizer=sgd",
+            "trainer.scheduler=cosine",
+            "trainer.lr=0.01",
+        ]
+    run = tmp_path / method
+    Trainer(load_config(None, overrides(tiny_corpus, run, *extra))).fit()
+    records = read_metrics(run, "epoch")
+    assert len(records) == 1 and records[0]["loss"] > 0
+    if method == "dino":
+        assert "teacher_entropy" in records[0]
+
+
+def test_continuation_restores_optimizer_and_epoch(tiny_corpus, tmp_path):
+    base = tmp_path / "base"
+    Trainer(
+        load_config(
+            None, overrides(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=1")
+        )
+    ).fit()
+    cont = Trainer(
+        load_config(
+            None,
+            overrides(
+                tiny_corpus,
+                tmp_path / "cont",
+                "trainer.epochs=2",
+                "trainer.max_steps_per_epoch=1",
+                f"trainer.init_from={base}",
+            ),
+        )
+    )
+    assert cont.start_epoch == 1
+    assert cont.optimizer.state_dict()["state"]  # Adam moments came along
