@@ -160,3 +160,29 @@ def test_continuation_restores_optimizer_and_epoch(tiny_corpus, tmp_path):
     )
     assert cont.start_epoch == 1
     assert cont.optimizer.state_dict()["state"]  # Adam moments came along
+
+
+def test_per_epoch_validation_logs_eer(tiny_corpus, tmp_path):
+    run = tmp_path / "val"
+    extra = ["trainer.epochs=2", "trainer.max_steps_per_epoch=1",
+             f"evaluation.trials={tiny_corpus / 'trials.txt'}", "evaluation.validate_every=1",
+             "evaluation.validation_trials=20"]
+    Trainer(load_config(None, overrides(tiny_corpus, run, *extra))).fit()
+    records = read_metrics(run, "epoch")
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert all(0 <= r["val_eer"] <= 100 for r in records)
+
+
+def test_cli_prepare_folder(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "m.csv"
+    assert main(["prepare", "folder", str(tiny_corpus), "--out", str(out)]) == 0
+    assert "24 utterances" in capsys.readouterr().out
+    assert out.read_text().splitlines()[0] == "file,duration,speaker,session"
+
+
+def test_shipped_configs_are_valid():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    paths = sorted(root.rglob("*.yaml"))
+    assert paths
+    for path in paths:
+        load_config(path)

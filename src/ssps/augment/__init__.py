@@ -1,13 +1,14 @@
 """On-device batched augmentation of training views: noise, reverberation, channel effects.
 
 `Augmenter(AugmentConfig())` augments a (B, T) batch on its own device; `banks` prepares and
-loads the MUSAN / RIR banks it draws from (or synthesises built-in ones); `effects` holds the
-batched signal operations.
+loads the MUSAN / RIR banks it draws from (or synthesises built-in ones); `plan` draws each
+row's augmentation; `effects` holds the batched signal operations.
 """
 
-from .augmenter import AugmentConfig, Augmenter, AugmentPlan
+from .augmenter import AugmentConfig, Augmenter
 from .banks import Bank, build_noise_bank, build_rir_bank, builtin_banks, load_bank
 from .effects import add_noise, mu_law_codec, reverberate
+from .plan import AugmentPlan, draw_plan
 
 __all__ = [
     "AugmentConfig",
@@ -18,6 +19,7 @@ __all__ = [
     "build_noise_bank",
     "build_rir_bank",
     "builtin_banks",
+    "draw_plan",
     "load_bank",
     "mu_law_codec",
     "reverberate",

@@ -5,15 +5,16 @@ reverb / noise it gets (`strategy`: "reverb+noise" always both, as the paper's S
 uniform among none / reverb / noise / reverb+noise, as its DINO), a random RIR, a random noise
 window of a random category at an SNR drawn from that category's range (the "speech" category
 sums 3-7 chunks into babble), and optional channel effects (EQ, telephone band, mu-law codec),
-each with `effect_probability`. The draws are made on the generator's device into an
-`AugmentPlan`, so a seed gives the same augmentation on CPU and GPU; `apply` then does the
-signal work batched on the device of the waves. Rows that are not augmented come back
+each with `effect_probability`. The draws are made into an `AugmentPlan` (see `plan`), so a
+seed gives the same augmentation on CPU and GPU; `apply` then does the signal work batched
+on the device of the waves. Rows that are not augmented come back
 bit-identical; the others are computed in float32 and cast back to the input dtype.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +33,11 @@ from .effects import (
     next_fast_length,
     reverberate,
 )
+from .plan import AugmentPlan, draw_plan
 
 logger = logging.getLogger("ssps.augment")
 
 STRATEGIES = ("reverb+noise", "all", "reverb", "noise", "none")
-EQ_POINTS = 8
-EQ_RANGE_DB = 6.0
-CODEC_LEVEL_RANGE_DB = (-20.0, 0.0)
 FILTER_PADDING = 2048  # zero samples after a view so zero-phase filters do not wrap around
 
 
@@ -70,32 +69,6 @@ class AugmentConfig:
     builtin_seed: int = option(0, "seed of the built-in synthetic banks")
     builtin_rirs: int = option(200, "simulated rooms in the built-in RIR bank")
     builtin_noises: int = option(200, "8 s chunks in the built-in noise bank (split 3 ways)")
-
-
-@dataclass
-class AugmentPlan:
-    """Per-row draws for one batch of B views (CPU tensors)."""
-
-    selected: Tensor  # (B,) bool, passed the probability gate
-    reverb: Tensor  # (B,) bool
-    noise: Tensor  # (B,) bool
-    rir_index: Tensor  # (B,) long
-    noise_category: Tensor  # (B,) long, index into `categories`
-    noise_chunks: Tensor  # (B, S) long, S = most chunks summed in one row
-    noise_starts: Tensor  # (B, S) long, window start in each chunk
-    noise_sources: Tensor  # (B,) long, how many of the S chunks are summed
-    snr_db: Tensor  # (B,) float
-    eq: Tensor  # (B,) bool
-    eq_gains_db: Tensor  # (B, EQ_POINTS) float
-    band_limit: Tensor  # (B,) bool
-    codec: Tensor  # (B,) bool
-    codec_level_db: Tensor  # (B,) float
-    categories: tuple[str, ...]
-
-    @property
-    def touched(self) -> Tensor:
-        """(B,) bool: rows that any operation changes."""
-        return self.reverb | self.noise | self.eq | self.band_limit | self.codec
 
 
 class _DeviceBank:
@@ -137,26 +110,38 @@ def _positions(mask: Tensor, rows: Tensor, device: torch.device) -> tuple[Tensor
     return sub, sub.to(device)
 
 
+def _update(work: Tensor, at: Tensor, operation: Callable[[Tensor], Tensor]) -> Tensor:
+    """`work` (R, T) with its rows `at` replaced by `operation` of them (no copy if all rows)."""
+    if at.numel() == work.shape[0]:
+        return operation(work)
+    work[at] = operation(work[at])
+    return work
+
+
 def _check_config(config: AugmentConfig) -> None:
     if config.strategy not in STRATEGIES:
-        raise ValueError(f"augment.strategy must be one of {STRATEGIES}, got {config.strategy!r}")
+        raise ValueError(
+            f"augmentation.strategy must be one of {STRATEGIES}, got {config.strategy!r}"
+        )
     for name in ("probability", "effect_probability"):
         value = getattr(config, name)
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"augment.{name} must be in [0, 1], got {value}")
+            raise ValueError(f"augmentation.{name} must be in [0, 1], got {value}")
     low, high = _pair(config.babble_speakers, "babble_speakers")
     if not 1 <= low <= high:
-        raise ValueError(f"augment.babble_speakers must be 1 <= low <= high, got {[low, high]}")
+        raise ValueError(
+            f"augmentation.babble_speakers must be 1 <= low <= high, got {[low, high]}"
+        )
     for category, bounds in config.noise_snr.items():
         _pair(bounds, f"noise_snr.{category}")
     for name in ("builtin_rirs", "builtin_noises"):
         if getattr(config, name) < 1:
-            raise ValueError(f"augment.{name} must be >= 1, got {getattr(config, name)}")
+            raise ValueError(f"augmentation.{name} must be >= 1, got {getattr(config, name)}")
 
 
 def _pair(value: object, name: str) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2 or value[0] > value[1]:
-        raise ValueError(f"augment.{name} must be [low, high] with low <= high, got {value!r}")
+        raise ValueError(f"augmentation.{name} must be [low, high] with low <= high, got {value!r}")
     return value[0], value[1]
 
 
@@ -190,7 +175,7 @@ class Augmenter(torch.nn.Module):
             missing = [c for c in self.noise_bank.categories if c not in config.noise_snr]
             if missing:
                 raise ValueError(
-                    f"augment.noise_snr has no [low, high] for categories {missing} of the "
+                    f"augmentation.noise_snr has no [low, high] for categories {missing} of the "
                     f"noise bank {self.noise_bank.path}"
                 )
         if wants_reverb:
@@ -218,72 +203,8 @@ class Augmenter(torch.nn.Module):
     def draw_plan(
         self, batch: int, length: int, generator: torch.Generator | None = None
     ) -> AugmentPlan:
-        """Draw every row's augmentation for a batch of `batch` views of `length` samples.
-
-        With a given bank the same random numbers are drawn in the same order whatever the
-        strategy, probabilities and effects, so turning an effect on changes no other draw.
-        """
-        config = self.config
-        device = generator.device if generator is not None else torch.device("cpu")
-
-        def uniform(*shape: int) -> Tensor:
-            return torch.rand(shape, generator=generator, device=device, dtype=torch.float64).cpu()
-
-        def pick(u: Tensor, count: Tensor | int) -> Tensor:
-            return torch.minimum((u * count).long(), torch.as_tensor(count) - 1)
-
-        selected = uniform(batch) < config.probability
-        choice = pick(uniform(batch), 4)  # 0 none, 1 reverb, 2 noise, 3 both ("all")
-        wants_reverb = {"reverb+noise": True, "reverb": True, "all": choice % 2 == 1}
-        wants_noise = {"reverb+noise": True, "noise": True, "all": choice >= 2}
-        reverb = selected & torch.as_tensor(wants_reverb.get(config.strategy, False))
-        noise = selected & torch.as_tensor(wants_noise.get(config.strategy, False))
-        n_rirs = self.rir_bank.arrays["rir"].shape[0] if self.rir_bank else 1
-        rir_index = pick(uniform(batch), n_rirs)
-
-        categories = tuple(self.noise_bank.categories) if self.noise_bank else ("noise",)
-        category = pick(uniform(batch), len(categories))
-        chunk_samples = self.noise_bank.chunk_samples if self.noise_bank else length
-        counts = (
-            [self.noise_bank.arrays[c].shape[0] for c in categories] if self.noise_bank else [1]
-        )
-        babble_low, babble_high = config.babble_speakers
-        is_speech = torch.tensor([c == "speech" for c in categories])[category]
-        max_sources = babble_high if "speech" in categories else 1
-        noise_chunks = pick(uniform(batch, max_sources), torch.tensor(counts)[category][:, None])
-        noise_starts = pick(uniform(batch, max_sources), max(chunk_samples - length, 0) + 1)
-        babble = babble_low + pick(uniform(batch), babble_high - babble_low + 1)
-        noise_sources = torch.where(is_speech, babble, torch.ones_like(babble))
-        snr_ranges = torch.tensor([config.noise_snr.get(c, [0.0, 0.0]) for c in categories])
-        snr_low, snr_high = snr_ranges[category].double().unbind(1)
-        snr_db = (snr_low + uniform(batch) * (snr_high - snr_low)).float()
-
-        def effect(enabled: bool) -> Tensor:
-            return selected & (uniform(batch) < config.effect_probability) & enabled
-
-        eq = effect(config.eq)
-        eq_gains_db = ((uniform(batch, EQ_POINTS) * 2 - 1) * EQ_RANGE_DB).float()
-        band_limit = effect(config.band_limit)
-        codec = effect(config.codec)
-        level_low, level_high = CODEC_LEVEL_RANGE_DB
-        codec_level_db = (level_low + uniform(batch) * (level_high - level_low)).float()
-        return AugmentPlan(
-            selected,
-            reverb,
-            noise,
-            rir_index,
-            category,
-            noise_chunks,
-            noise_starts,
-            noise_sources,
-            snr_db,
-            eq,
-            eq_gains_db,
-            band_limit,
-            codec,
-            codec_level_db,
-            categories,
-        )
+        """Draw every row's augmentation for `batch` views of `length` samples."""
+        return draw_plan(self.config, self.noise_bank, self.rir_bank, batch, length, generator)
 
     def forward(self, waves: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Augmented copy of `waves` (B, T), on its device and in its dtype."""
@@ -312,24 +233,33 @@ class Augmenter(torch.nn.Module):
         if rows.numel() == 0:
             return waves
         device, length = waves.device, waves.shape[1]
+        every_row = rows.numel() == waves.shape[0]
         noise_bank, rir_bank = self._banks_on(device)
-        work = waves[rows.to(device)].float()  # (R, T)
+        if every_row:
+            work = waves.to(torch.float32, copy=True)  # (R, T), R = B
+        else:
+            work = waves[rows.to(device)].float()  # (R, T)
 
         sub, at = _positions(plan.reverb, rows, device)  # rows[sub] are the reverb rows
         if sub.numel() and rir_bank is not None:
-            work[at] = reverberate(work[at], rir_bank.rows("rir", plan.rir_index[rows[sub]]))
+            rirs = rir_bank.rows("rir", plan.rir_index[rows[sub]])
+            work = _update(work, at, lambda views: reverberate(views, rirs))
         sub, at = _positions(plan.noise, rows, device)
         if sub.numel() and noise_bank is not None:
             noise = self._noise_windows(noise_bank, plan, rows[sub], length)
-            work[at] = add_noise(work[at], noise, plan.snr_db[rows[sub]].to(device))
+            snr_db = plan.snr_db[rows[sub]].to(device)
+            work = _update(work, at, lambda views: add_noise(views, noise, snr_db))
         sub, at = _positions(plan.eq | plan.band_limit, rows, device)
         if sub.numel():
             n_fft = next_fast_length(length + FILTER_PADDING)
             gains = self._filter_gains(plan, rows[sub], n_fft, device)
-            work[at] = filter_spectrum(work[at], gains, n_fft)
+            work = _update(work, at, lambda views: filter_spectrum(views, gains, n_fft))
         sub, at = _positions(plan.codec, rows, device)
         if sub.numel():
-            work[at] = mu_law_codec(work[at], plan.codec_level_db[rows[sub]].to(device))
+            level_db = plan.codec_level_db[rows[sub]].to(device)
+            work = _update(work, at, lambda views: mu_law_codec(views, level_db))
+        if every_row:
+            return work.to(waves.dtype)
         result = waves.clone()
         result[rows.to(device)] = work.to(waves.dtype)
         return result
@@ -338,20 +268,19 @@ class Augmenter(torch.nn.Module):
         self, bank: _DeviceBank, plan: AugmentPlan, rows: Tensor, length: int
     ) -> Tensor:
         """(len(rows), length) noise per row: one window, or a sum of windows for babble."""
-        noise = torch.zeros(rows.numel(), length, device=bank.device)
+        noise = torch.empty(rows.numel(), length, device=bank.device)
         categories = plan.noise_category[rows]
         for index, name in enumerate(plan.categories):
             in_category = (categories == index).nonzero().squeeze(1)
             if in_category.numel() == 0:
                 continue
             members = rows[in_category]
-            used = torch.arange(plan.noise_chunks.shape[1]) < plan.noise_sources[members][:, None]
-            owner = used.nonzero()[:, 0]  # (m,) which member each window belongs to
-            windows = bank.windows(
-                name, plan.noise_chunks[members][used], plan.noise_starts[members][used], length
-            )
-            summed = torch.zeros(members.numel(), length, device=bank.device)
-            summed.index_add_(0, owner.to(bank.device), windows)
+            sources = int(plan.noise_sources[members].max())  # k chunks at most per row
+            chunks = plan.noise_chunks[members, :sources].reshape(-1)
+            starts = plan.noise_starts[members, :sources].reshape(-1)
+            windows = bank.windows(name, chunks, starts, length).view(-1, sources, length)
+            used = torch.arange(sources) < plan.noise_sources[members][:, None]  # (n, k)
+            summed = torch.einsum("nkt,nk->nt", windows, used.float().to(bank.device))
             noise[in_category.to(bank.device)] = summed
         return noise
 
