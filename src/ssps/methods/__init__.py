@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..options import option
+from ..sampling import SSPSConfig
 from .base import Method, StepInfo
 from .dino import DINO, DINOConfig
 from .simclr import SimCLR, SimCLRConfig
@@ -21,6 +22,7 @@ class MethodConfig:
     simclr: SimCLRConfig = option(SimCLRConfig(), "SimCLR settings")
     dino: DINOConfig = option(DINOConfig(), "DINO settings")
     supervised: SupervisedConfig = option(SupervisedConfig(), "supervised AAM-softmax settings")
+    ssps: SSPSConfig = option(SSPSConfig(), "self-supervised positive sampling (SimCLR, DINO)")
 
 
 def build_method(

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..data.views import ViewSpec
+from ..sampling import SSPS
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,42 @@ class Method(nn.Module, metaclass=ABCMeta):
         super().__init__()
         self.frontend = frontend
         self.encoder = encoder
+        self.ssps: SSPS | None = None  # attached by the trainer; not part of the weights
+
+    def attach_ssps(self, ssps: SSPS) -> None:
+        self.ssps = ssps
+
+    def ssps_positive_shapes(self, form: str) -> dict[str, tuple[int, ...]]:
+        """Shapes of the positive-branch outputs SSPS stores per sample (method-specific)."""
+        raise ValueError(f"method '{self.name}' does not support SSPS")
+
+    def training_views(self, reference_seconds: float | None) -> list[ViewSpec]:
+        """The method's views plus, with SSPS, the clean reference crop (never augmented)."""
+        specs = self.view_specs()
+        if reference_seconds:
+            specs.append(ViewSpec("reference", reference_seconds, 1, augment=False))
+        return specs
+
+    @torch.no_grad()
+    def reference_embeddings(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, T) clean reference crops -> (B, D) L2-normalised, eval mode, no gradient."""
+        frontend, encoder = self.embedding_modules()
+        was_training = encoder.training
+        encoder.eval()
+        embeddings = encoder(frontend(waves))
+        encoder.train(was_training)
+        return torch.nn.functional.normalize(embeddings.float(), dim=1)
+
+    def ssps_fill(self, views: dict[str, torch.Tensor], batch: dict, info: StepInfo) -> None:
+        """Write one batch into the SSPS memories without training (eval-mode pass)."""
+        raise ValueError(f"method '{self.name}' does not support SSPS")
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.ssps is not None:
+            self.ssps.on_epoch_start(epoch)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return self.ssps.epoch_metrics() if self.ssps is not None else {}
 
     @abstractmethod
     def view_specs(self) -> list[ViewSpec]:

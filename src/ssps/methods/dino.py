@@ -161,13 +161,51 @@ class DINO(Method):
         return out
 
     @torch.no_grad()
-    def teacher_outputs(self, views: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    def teacher_bottleneck(self, views: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, n_global, bottleneck) L2-normalised teacher bottleneck of the global crops."""
         x = views["global"]
         feats = self.teacher_encoder(self.frontend(self._crops(x)))
-        return list(self.teacher_head(feats).chunk(x.shape[1]))
+        z = F.normalize(self.teacher_head.mlp(feats), dim=-1)  # (n * B, bottleneck)
+        return z.view(x.shape[1], x.shape[0], -1).transpose(0, 1)
+
+    @torch.no_grad()
+    def teacher_outputs(
+        self, views, batch=None, info: StepInfo | None = None
+    ) -> list[torch.Tensor]:
+        """One (B, K) teacher logit tensor per global crop; with SSPS active, an anchor's
+        outputs are those stored for its pseudo-positive (both global crops)."""
+        z = self.teacher_bottleneck(views)
+        if self.ssps is not None and info is not None and self.ssps.collecting(info.epoch):
+            return self._ssps_step(z, views, batch, info)
+        return list(self.teacher_head.last_layer(z).transpose(0, 1))
+
+    def ssps_positive_shapes(self, form: str) -> dict[str, tuple[int, ...]]:
+        cfg = self.config
+        width = cfg.out_dim if form == "logits" else cfg.head_bottleneck
+        return {"positive": (cfg.n_global, width)}
+
+    @torch.no_grad()
+    def reference_embeddings(self, waves: torch.Tensor) -> torch.Tensor:
+        if not self.ssps.config.teacher_bn_train:
+            return super().reference_embeddings(waves)
+        return F.normalize(self.teacher_encoder(self.frontend(waves)).float(), dim=1)
+
+    def _ssps_step(self, z: torch.Tensor, views, batch, info: StepInfo) -> list[torch.Tensor]:
+        reference = self.reference_embeddings(views["reference"][:, 0])
+        stored_logits = self.ssps.config.positive_form == "logits"
+        positive = self.teacher_head.last_layer(z) if stored_logits else z.half()
+        out = self.ssps.step(
+            batch["index"], reference, {"positive": positive}, info.epoch, info.step
+        )["positive"]
+        logits = out.float() if stored_logits else self.teacher_head.last_layer(out.float())
+        return list(logits.transpose(0, 1))
+
+    @torch.no_grad()
+    def ssps_fill(self, views, batch, info: StepInfo) -> None:
+        self._ssps_step(self.teacher_bottleneck(views), views, batch, info)
 
     def training_loss(self, views, batch, info: StepInfo):
-        teacher = self.teacher_outputs(views)
+        teacher = self.teacher_outputs(views, batch, info)
         student = self.student_outputs(views)
         temperature = self.teacher_temperature(info.epoch)
         loss = dino_loss(

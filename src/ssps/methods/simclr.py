@@ -77,7 +77,23 @@ class SimCLR(Method):
         z = self.projector(self.encode(x.transpose(0, 1).reshape(2 * b, -1)))
         return z[:b], z[b:]
 
+    def ssps_positive_shapes(self, form: str) -> dict[str, tuple[int, ...]]:
+        dim = self.config.projector[-1] if self.config.projector else self.encoder.embed_dim
+        return {"positive": (dim,)}
+
+    def _ssps_step(self, z2: torch.Tensor, views, batch, info: StepInfo) -> torch.Tensor:
+        reference = self.reference_embeddings(views["reference"][:, 0])
+        out = self.ssps.step(batch["index"], reference, {"positive": z2}, info.epoch, info.step)
+        return out["positive"]
+
     def training_loss(self, views, batch, info: StepInfo):
         z1, z2 = self.positive_branch(views)
+        if self.ssps is not None and self.ssps.collecting(info.epoch):
+            z2 = self._ssps_step(z2, views, batch, info)
         loss, accuracy = nt_xent(z1, z2, self.config.temperature)
         return loss, {"accuracy": accuracy}
+
+    @torch.no_grad()
+    def ssps_fill(self, views, batch, info: StepInfo) -> None:
+        _, z2 = self.positive_branch(views)
+        self._ssps_step(z2, views, batch, info)

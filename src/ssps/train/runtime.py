@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import random
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from ..seeds import derived_seed
+
+__all__ = ["autocast", "derived_seed", "init_distributed", "pick_device", "seed_everything"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -44,12 +47,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def derived_seed(*parts: int) -> int:
-    """A stable 63-bit seed from integers (seed, epoch, step, rank, ...)."""
-    digest = hashlib.blake2b(",".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def autocast(device: torch.device, precision: str):

@@ -31,12 +31,33 @@ from ..data.views import CropDataset, build_loader, scan_audio
 from ..distributed import all_reduce_mean, is_main_process, rank, world_size
 from ..methods import Method, StepInfo
 from ..model import build_model, checkpoint_state, load_weights
+from ..sampling import SSPS
 from .metrics_log import MetricsLog, truncate_metrics
 from .optim import apply_learning_rate, build_optimizer, learning_rate_at
 from .runtime import autocast, derived_seed, init_distributed, pick_device, seed_everything
 from .validation import Validator
 
 log = logging.getLogger("ssps.train")
+
+
+SSPS_MEMORY = "ssps_memory.pt"  # the latest epoch's SSPS memories (one file, overwritten)
+
+
+def build_ssps(config: Config, manifest: Manifest, model: Method, device) -> SSPS:
+    """The SSPS sampler for this training set; labels only feed diagnostics and the oracle."""
+    cfg = config.method.ssps
+    compact = config.method.name == "dino" and cfg.positive_form == "bottleneck"
+    return SSPS(
+        cfg,
+        len(manifest),
+        model.encoder.embed_dim,
+        model.ssps_positive_shapes(cfg.positive_form),
+        device,
+        seed=config.trainer.seed,
+        speaker_ids=manifest.speaker_ids() if manifest.has_speakers else None,
+        session_ids=manifest.session_ids() if manifest.has_sessions else None,
+        queue_dtype=torch.float16 if compact else torch.float32,
+    )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -77,6 +98,8 @@ class Trainer:
         self.manifest = read_training_manifest(config)
         self.n_speakers = len(self.manifest.speakers()) if self.manifest.has_speakers else 0
         self.model: Method = build_model(config, self.n_speakers).to(self.device)
+        if config.method.ssps.enabled:
+            self.model.attach_ssps(build_ssps(config, self.manifest, self.model, self.device))
         self.optimizer = build_optimizer(self.model, config.trainer)
         fp16 = config.trainer.precision == "fp16"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -98,7 +121,8 @@ class Trainer:
             raise ValueError(
                 f"data.batch_size {cfg.data.batch_size} is not divisible by {world_size()} ranks"
             )
-        self.views = self.model.view_specs()
+        ssps = cfg.method.ssps
+        self.views = self.model.training_views(ssps.reference_seconds if ssps.enabled else None)
         self.dataset = CropDataset(
             self.manifest,
             self.views,
@@ -141,6 +165,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self._load_training_state(state)
             log.info("resuming %s after epoch %d", self.run_dir, state["epoch"])
+            self._restore_ssps(state["epoch"])
             if is_main_process():
                 truncate_metrics(self.run_dir, state["epoch"] + 1)
             return state["epoch"] + 1
@@ -156,6 +181,41 @@ class Trainer:
         self._load_training_state(state)
         log.info("continuing from %s after its epoch %d", path, state["epoch"])
         return state["epoch"] + 1
+
+    def _restore_ssps(self, epoch: int) -> None:
+        """Reload the SSPS memories saved with this epoch (else they are refilled later)."""
+        path = self.run_dir / "checkpoints" / SSPS_MEMORY
+        if self.model.ssps is None or not path.is_file():
+            return
+        state = load_checkpoint(path, self.device)
+        if state["epoch"] == epoch:
+            self.model.ssps.load(state["memories"])
+        else:
+            log.warning(
+                "%s is from epoch %d, not %d: refilling the memories", path, state["epoch"], epoch
+            )
+
+    def _fill_ssps_memories(self, epoch: int) -> None:
+        """One eval-mode pass over the training set that fills the SSPS memories (used when
+        a run starts at or after `start_epoch` without memories, e.g. from `init_from`)."""
+        log.info("filling the SSPS memories with an eval-mode pass (epoch %d)", epoch - 1)
+        self.dataset.set_epoch(epoch - 1)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch - 1)
+        self.model.eval()
+        for i, batch in enumerate(
+            tqdm(
+                self.loader,
+                desc="SSPS memories",
+                leave=False,
+                disable=not (self.config.trainer.progress and is_main_process()),
+            )
+        ):
+            info = StepInfo(epoch - 1, i, self.steps_per_epoch, self.total_steps)
+            views = self._views_on_device(batch, epoch - 1, i)
+            batch = {k: v.to(self.device) for k, v in batch.items() if k != "views"}
+            with torch.no_grad(), autocast(self.device, self.config.trainer.precision):
+                self.model.ssps_fill(views, batch, info)
 
     def _load_training_state(self, state: dict) -> None:
         try:
@@ -190,11 +250,16 @@ class Trainer:
 
     def fit(self) -> Path:
         cfg = self.config.trainer
+        ssps = self.model.ssps
         for epoch in range(self.start_epoch, cfg.epochs):
+            if ssps is not None and ssps.active(epoch) and not ssps.memories_filled():
+                self._fill_ssps_memories(epoch)
+            self.model.on_epoch_start(epoch)
             self.dataset.set_epoch(epoch)
             if self.sampler is not None:
                 self.sampler.set_epoch(epoch)
             summary = self._train_epoch(epoch)
+            summary.update(self.model.epoch_metrics())
             if is_main_process():
                 self._end_epoch(epoch, summary)
         if is_main_process():
@@ -260,6 +325,9 @@ class Trainer:
             scaler=self.scaler.state_dict(),
         )
         save_atomic(state, epoch_path(self.run_dir, epoch))
+        if self.model.ssps is not None and self.model.ssps.collecting(epoch):
+            memories = {"epoch": epoch, "memories": self.model.ssps.state()}
+            save_atomic(memories, self.run_dir / "checkpoints" / SSPS_MEMORY)
         record = {"epoch": epoch, **summary}
         if self.validator is not None and self.validator.due(epoch):
             record.update(self.validator.run(self.model))

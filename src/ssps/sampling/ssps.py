@@ -1,0 +1,245 @@
+"""SSPS: self-supervised positive sampling, as one object any method drives in a few lines.
+
+    y_ref = <clean reference crop through the eval-mode encoder, L2-normalised>
+    outputs = ssps.step(indices, y_ref, {"positive": z2}, info)   # sample, substitute, write
+
+`step` stores the reference embeddings, and from `start_epoch` on replaces each anchor's
+positive-branch outputs by those stored in the positive queue for a pseudo-positive
+(found by the configured sampler), then writes this batch's ORIGINAL outputs to the queue
+(so a batch never samples itself). Clustering runs at the start of every active epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..distributed import gather, rank, world_size
+from ..options import option
+from ..seeds import derived_seed
+from .diagnostics import EpochDiagnostics, clustering_nmi
+from .kmeans import nearest_clusters, spherical_kmeans
+from .memories import PositiveQueue, ReferenceMemory
+from .samplers import choose_target_clusters, sample_by_group, sample_nearest
+
+log = logging.getLogger("ssps.sampling")
+SAMPLERS = ("kmeans-repr", "kmeans", "knn", "oracle")
+
+
+@dataclass
+class SSPSConfig:
+    enabled: bool = option(False, "use self-supervised positive sampling")
+    start_epoch: int = option(100, "first SSPS epoch (memories fill during the one before)")
+    sampling: str = option("kmeans-repr", "sampler; oracle uses speaker labels", choices=SAMPLERS)
+    n_clusters: int = option(25000, "K: k-means clusters of the reference memory")
+    queue_size: int = option(25000, "|Q_pos|: entries in the positive queue")
+    neighbours: int = option(1, "M: nearest other clusters to draw from (0: own cluster)")
+    inter_distribution: str = option(
+        "uniform", "draw among the M clusters", choices=("uniform", "exp")
+    )
+    intra_distribution: str = option(
+        "uniform", "draw in the target cluster (exp: newest first)", choices=("uniform", "exp")
+    )
+    exp_lambda: float = option(0.7, "lambda of the exp distributions")
+    kmeans_iterations: int = option(10, "k-means iterations per clustering")
+    reference_seconds: float = option(4.0, "length of the clean reference crop")
+    positive_form: str = option(
+        "logits",
+        "DINO: store teacher logits, or the 256-d bottleneck "
+        "(fp16, re-projected by the current last layer)",
+        choices=("logits", "bottleneck"),
+    )
+    teacher_bn_train: bool = option(
+        False,
+        "DINO: encode the reference with the teacher's "
+        "BatchNorm in train mode (the reference code's accident)",
+    )
+    min_similarity: float = option(
+        -1.0,
+        "refinement: keep a pseudo-positive only if the "
+        "cosine of the two reference embeddings is >= this (-1: off)",
+    )
+
+
+class SSPS:
+    def __init__(
+        self,
+        config: SSPSConfig,
+        n_utterances: int,
+        reference_dim: int,
+        positive_shapes: dict[str, tuple[int, ...]],
+        device,
+        seed: int = 0,
+        speaker_ids: np.ndarray | None = None,
+        session_ids: np.ndarray | None = None,
+        queue_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if config.sampling == "oracle" and speaker_ids is None:
+            raise ValueError("method.ssps.sampling=oracle needs a manifest with speaker labels")
+        if config.n_clusters > n_utterances and config.sampling.startswith("kmeans"):
+            raise ValueError(
+                f"method.ssps.n_clusters={config.n_clusters} exceeds the "
+                f"{n_utterances} training utterances"
+            )
+        self.config, self.seed, self.device = config, seed, device
+        self.reference = ReferenceMemory(n_utterances, reference_dim, device)
+        shapes = dict(positive_shapes)
+        if config.sampling == "knn":
+            shapes["_reference"] = (reference_dim,)
+        self.queue = PositiveQueue(config.queue_size, shapes, device, queue_dtype)
+        self.speakers = _labels(speaker_ids, device)
+        self.sessions = _labels(session_ids, device)
+        self.assign: torch.Tensor | None = None
+        self.centroids: torch.Tensor | None = None
+        self.neighbours: torch.Tensor | None = None
+        self.diagnostics = EpochDiagnostics()
+        self.cluster_metrics: dict[str, float] = {}
+
+    def collecting(self, epoch: int) -> bool:
+        return epoch >= self.config.start_epoch - 1
+
+    def active(self, epoch: int) -> bool:
+        return epoch >= self.config.start_epoch
+
+    def memories_filled(self) -> bool:
+        return bool(self.reference.seen.any()) and bool((self.queue.indices >= 0).any())
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Cluster the reference memory (clustering samplers, active epochs only)."""
+        self.diagnostics = EpochDiagnostics()
+        self.cluster_metrics = {}
+        if not self.active(epoch) or self.config.sampling not in ("kmeans-repr", "kmeans"):
+            return
+        seen = self.reference.seen.nonzero().squeeze(1)
+        k = min(self.config.n_clusters, seen.numel())
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, epoch, 7919))
+        centroids, assign_seen = spherical_kmeans(
+            self.reference.embeddings[seen].float(), k, self.config.kmeans_iterations, generator
+        )
+        self.assign = torch.full_like(self.reference.seen, -1, dtype=torch.long)
+        self.assign[seen] = assign_seen
+        self.centroids = centroids
+        self.neighbours = nearest_clusters(centroids, self.config.neighbours)
+        if self.speakers is not None:
+            self.cluster_metrics = clustering_nmi(assign_seen, seen, self.speakers, self.sessions)
+
+    def step(
+        self,
+        indices: torch.Tensor,
+        reference: torch.Tensor,
+        positives: dict[str, torch.Tensor],
+        epoch: int,
+        step: int,
+    ) -> dict[str, torch.Tensor]:
+        """Store references; when active, substitute pseudo-positives; queue the originals.
+
+        indices (n,) and reference (n, D) are this rank's rows; positives maps a name to a
+        (n, ...) tensor of positive-branch outputs. Returns the (substituted) positives.
+        """
+        self.reference.update(indices, reference)
+        out = dict(positives)
+        if self.active(epoch):
+            slots = self.select(indices, reference, epoch, step)
+            found = slots >= 0
+            for name, value in positives.items():
+                if self.config.sampling == "kmeans":
+                    stored = self.centroids[self._target][self._local()].to(value.dtype)
+                else:
+                    stored = self.queue.tensors[name][slots.clamp(min=0)].to(value.dtype)
+                mask = found.view(-1, *([1] * (value.dim() - 1)))
+                out[name] = torch.where(mask, stored, value)
+            self.diagnostics.record(
+                indices, slots, self.queue.indices, self.speakers, self.sessions
+            )
+        extra = {"_reference": reference} if self.config.sampling == "knn" else {}
+        self.queue.push(indices, **positives, **extra)
+        return out
+
+    def _local(self) -> slice:
+        n = self._global_size // world_size()
+        return slice(rank() * n, (rank() + 1) * n)
+
+    @torch.no_grad()
+    def select(self, indices, reference, epoch: int, step: int) -> torch.Tensor:
+        """(n,) queue slot of each local anchor's pseudo-positive, -1 for the fallback.
+
+        Draws are made for the whole gathered batch with a generator shared by all ranks,
+        so the choice does not depend on how the batch is split across processes.
+        """
+        cfg = self.config
+        all_indices, all_refs = gather(indices), gather(reference.float())
+        self._global_size = all_indices.shape[0]
+        gen = torch.Generator().manual_seed(derived_seed(self.seed, epoch, step))
+        u = torch.rand(4, all_indices.shape[0], generator=gen).to(all_indices.device)
+        age = self.queue.age()
+        if cfg.sampling == "knn":
+            slots = sample_nearest(
+                all_refs,
+                all_indices,
+                self.queue.tensors["_reference"],
+                self.queue.indices,
+                cfg.neighbours,
+                u[0],
+                cfg.inter_distribution,
+                cfg.exp_lambda,
+            )
+        elif cfg.sampling == "oracle":
+            slots = self._oracle(all_indices, age, u)
+        else:
+            target = choose_target_clusters(
+                self.assign[all_indices],
+                self.neighbours,
+                u[0],
+                cfg.inter_distribution,
+                cfg.exp_lambda,
+            )
+            self._target = target.clamp(min=0)
+            queue_groups = self._queue_groups(self.assign)
+            slots = sample_by_group(
+                target, queue_groups, age, u[1], cfg.intra_distribution, cfg.exp_lambda
+            )
+            if cfg.sampling == "kmeans":
+                slots = torch.where(target >= 0, torch.zeros_like(slots), slots.new_full((), -1))
+        if cfg.min_similarity > -1 and cfg.sampling != "kmeans":
+            slots = self._similarity_floor(all_refs, slots)
+        return slots[self._local()]
+
+    def _queue_groups(self, labels: torch.Tensor) -> torch.Tensor:
+        valid = self.queue.indices >= 0
+        groups = labels[self.queue.indices.clamp(min=0)]
+        return torch.where(valid, groups, torch.full_like(groups, -1))
+
+    def _oracle(self, all_indices, age, u) -> torch.Tensor:
+        """Another utterance of the anchor's true speaker (comparison baseline only)."""
+        groups = self._queue_groups(self.speakers)
+        target = self.speakers[all_indices]
+        slots = torch.full_like(all_indices, -1)
+        for attempt in range(1, 4):  # re-draw when the draw is the anchor's own utterance
+            drawn = sample_by_group(target, groups, age, u[attempt])
+            ok = (drawn >= 0) & (self.queue.indices[drawn.clamp(min=0)] != all_indices)
+            slots = torch.where((slots < 0) & ok, drawn, slots)
+        return slots
+
+    def _similarity_floor(self, refs: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        utterance = self.queue.indices[slots.clamp(min=0)]
+        candidate = self.reference.embeddings[utterance.clamp(min=0)].float()
+        cosine = (refs * candidate).sum(dim=1)
+        keep = (slots >= 0) & (cosine >= self.config.min_similarity)
+        return torch.where(keep, slots, torch.full_like(slots, -1))
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {**self.diagnostics.summary(), **self.cluster_metrics}
+
+    def state(self) -> dict:
+        return {"reference": self.reference.state(), "queue": self.queue.state()}
+
+    def load(self, state: dict) -> None:
+        self.reference.load(state["reference"])
+        self.queue.load(state["queue"])
+
+
+def _labels(ids: np.ndarray | None, device) -> torch.Tensor | None:
+    return None if ids is None else torch.as_tensor(ids, dtype=torch.long, device=device)
