@@ -101,6 +101,28 @@ def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_voxceleb(args: argparse.Namespace) -> int:
+    from .data.voxceleb import prepare_voxceleb
+
+    prepare_voxceleb(
+        args.vox2,
+        args.out,
+        args.vox1,
+        args.trials,
+        args.convert,
+        args.workers,
+        args.max_bad_fraction,
+    )
+    return 0
+
+
+def cmd_prepare_bank(args: argparse.Namespace) -> int:
+    from .data.voxceleb import prepare_musan, prepare_rirs
+
+    (prepare_musan if args.what == "musan" else prepare_rirs)(args.dir, args.out)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -110,11 +132,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from .config import Config, load_config, save_config
+    import dataclasses
+
+    import yaml
+
+    from .config import Config, load_config
     from .config_loader import describe
 
     if args.config:
-        save_config(load_config(args.config, args.overrides), "/dev/stdout")
+        config = load_config(args.config, args.overrides)
+        print(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), end="")
     else:
         print("\n".join(describe(Config)))
     return 0
@@ -158,6 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="e.g. train_speakers=60")
     p.add_argument("--overwrite", action="store_true", help="replace a different corpus")
     p.set_defaults(func=cmd_prepare_synthetic)
+
+    p = prep.add_parser("voxceleb", help="VoxCeleb2 dev manifest, VoxCeleb1 audio and trials")
+    p.add_argument("--vox2", required=True, help="VoxCeleb2 dev folder (any folder above idNNNNN/)")
+    p.add_argument("--vox1", help="VoxCeleb1 folder (dev + test), the trials' audio")
+    p.add_argument(
+        "--trials",
+        nargs="*",
+        default=[],
+        help="veri_test2.txt list_test_all2.txt list_test_hard2.txt",
+    )
+    p.add_argument("--convert", choices=("wav", "flac"), help="convert m4a with ffmpeg to this")
+    p.add_argument("--workers", type=int, default=4, help="parallel ffmpeg / header reads")
+    p.add_argument(
+        "--max-bad-fraction", type=float, default=0.01, help="tolerated share of unusable files"
+    )
+    p.add_argument("--out", required=True, help="output folder, e.g. data/voxceleb")
+    p.set_defaults(func=cmd_prepare_voxceleb)
+    for what, corpus in (("musan", "MUSAN (OpenSLR 17)"), ("rirs", "simulated RIRs (OpenSLR 28)")):
+        p = prep.add_parser(what, help=f"augmentation bank from {corpus}")
+        p.add_argument("dir")
+        p.add_argument("--out", required=True)
+        p.set_defaults(func=cmd_prepare_bank)
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic corpus")
     p.add_argument("--out", default="ssps-demo", help="where the corpus, runs and report go")

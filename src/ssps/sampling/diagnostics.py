@@ -37,8 +37,11 @@ class EpochDiagnostics:
 
     def summary(self) -> dict[str, float]:
         counts = self.counts.clone()
-        if is_distributed():
+        if is_distributed():  # NCCL reduces CUDA tensors only
+            nccl = torch.distributed.get_backend() == "nccl"
+            counts = counts.cuda() if nccl else counts
             torch.distributed.all_reduce(counts)
+            counts = counts.cpu()
         anchors, found, spk, ses, useful = counts.tolist()
         if anchors == 0:
             return {}

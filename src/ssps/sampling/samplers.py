@@ -97,8 +97,9 @@ def sample_nearest(
     sims = anchor_refs.float() @ queue_refs.float().T  # (B, Q)
     invalid = (queue_indices[None, :] == anchor_indices[:, None]) | (queue_indices[None, :] < 0)
     sims = sims.masked_fill(invalid, float("-inf"))
-    top = sims.topk(min(m, sims.shape[1]), dim=1)
-    ranks = draw_ranks(u, torch.full_like(anchor_indices, top.indices.shape[1]), distribution, lam)
+    top = sims.topk(min(m, sims.shape[1]), dim=1)  # valid entries first (descending)
+    valid = torch.isfinite(top.values).sum(dim=1)
+    ranks = draw_ranks(u, valid, distribution, lam)
     rows = torch.arange(sims.shape[0], device=sims.device)
     slot = top.indices[rows, ranks]
-    return torch.where(torch.isfinite(top.values[rows, ranks]), slot, torch.full_like(slot, -1))
+    return torch.where(valid > 0, slot, torch.full_like(slot, -1))

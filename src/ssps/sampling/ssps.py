@@ -84,6 +84,8 @@ class SSPS:
                 f"method.ssps.n_clusters={config.n_clusters} exceeds the "
                 f"{n_utterances} training utterances"
             )
+        if config.sampling == "knn" and config.neighbours < 1:
+            raise ValueError("method.ssps.sampling=knn needs method.ssps.neighbours >= 1")
         self.config, self.seed, self.device = config, seed, device
         self.reference = ReferenceMemory(n_utterances, reference_dim, device)
         shapes = dict(positive_shapes)
@@ -151,9 +153,9 @@ class SSPS:
                     stored = self.queue.tensors[name][slots.clamp(min=0)].to(value.dtype)
                 mask = found.view(-1, *([1] * (value.dim() - 1)))
                 out[name] = torch.where(mask, stored, value)
-            self.diagnostics.record(
-                indices, slots, self.queue.indices, self.speakers, self.sessions
-            )
+            # The centroid variant substitutes no stored utterance: only coverage is defined.
+            speakers = None if self.config.sampling == "kmeans" else self.speakers
+            self.diagnostics.record(indices, slots, self.queue.indices, speakers, self.sessions)
         extra = {"_reference": reference} if self.config.sampling == "knn" else {}
         self.queue.push(indices, **positives, **extra)
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -258,7 +259,9 @@ class Trainer:
             self.dataset.set_epoch(epoch)
             if self.sampler is not None:
                 self.sampler.set_epoch(epoch)
+            started = time.perf_counter()
             summary = self._train_epoch(epoch)
+            summary["epoch_seconds"] = time.perf_counter() - started
             summary.update(self.model.epoch_metrics())
             if is_main_process():
                 self._end_epoch(epoch, summary)
