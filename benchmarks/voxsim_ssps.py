@@ -47,7 +47,7 @@ def ssps_args(k: int, m: int, queue: int, base_epochs: int, *extra: str) -> list
 def plan(base_epochs: int, queue: int) -> list[tuple[str, str, dict]]:
     """(name, variant, {overrides, k, m}) for every continuation."""
     runs = [("simclr-continued", "baseline", {"args": []})]
-    for k, m in ((528, 1), (264, 0), (132, 1)):
+    for k, m in ((528, 1), (264, 0)):
         runs.append(
             (
                 f"simclr-ssps-k{k}-m{m}",
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--voxsim", default=str(ROOT.parent / "shared/bench/voxsim"))
     parser.add_argument("--runs", default="benchmarks/runs", help="where run directories go")
     parser.add_argument("--base-epochs", type=int, default=6)
-    parser.add_argument("--more-epochs", type=int, default=3)
+    parser.add_argument("--more-epochs", type=int, default=2)
     parser.add_argument("--queue", type=int, default=2048, help="|Q_pos|")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="names of the continuations to run")

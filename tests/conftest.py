@@ -42,3 +42,47 @@ def make_corpus(root: Path, speakers: int = 4, sessions: int = 2, utts: int = 3)
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+TINY = [
+    "encoder.channels=[16,16,16,16,48]",
+    "encoder.embed_dim=8",
+    "encoder.options={res2net_scale: 4, se_channels: 8, attention_channels: 8}",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "trainer.threads=1",
+    "trainer.progress=false",
+    "trainer.tensorboard=false",
+    "trainer.log_every=1",
+    "augmentation.builtin_rirs=4",
+    "augmentation.builtin_noises=4",
+]
+
+
+def overrides(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
+    """Config overrides for a tiny, fast run on the generated corpus."""
+    return [
+        f"data.manifest={corpus / 'manifest.csv'}",
+        f"run_dir={run_dir}",
+        "method.simclr.crop_seconds=0.5",
+        *TINY,
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
+    """A tiny trained SimCLR run, evaluated on the corpus trials (evaluation.json written)."""
+    from ssps.config import load_config
+    from ssps.evaluate import evaluate_run
+    from ssps.train.trainer import Trainer
+
+    run = tmp_path_factory.mktemp("tiny_run") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSPS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        config = load_config(
+            None, overrides(tiny_corpus, run, "trainer.epochs=1", "trainer.max_steps_per_epoch=2")
+        )
+        Trainer(config).fit()
+        evaluate_run(run, tiny_corpus / "trials.txt", device="cpu", progress=False)
+    return run

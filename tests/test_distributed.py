@@ -35,7 +35,7 @@ def test_two_rank_gradients_equal_single_process(tmp_path):
 
 
 def test_torchrun_train_two_ranks(tiny_corpus, tmp_path):
-    from test_training import overrides
+    from conftest import overrides
 
     run_dir = tmp_path / "ddp"
     args = overrides(tiny_corpus, run_dir, "trainer.epochs=1", "trainer.max_steps_per_epoch=2")

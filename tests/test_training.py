@@ -6,35 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import overrides
 from ssps.checkpoints import epoch_checkpoints
 from ssps.cli import main
 from ssps.config import load_config
 from ssps.train.metrics_log import read_metrics
 from ssps.train.trainer import NonFiniteLossError, Trainer
-
-TINY = [
-    "encoder.channels=[16,16,16,16,48]",
-    "encoder.embed_dim=8",
-    "encoder.options={res2net_scale: 4, se_channels: 8, attention_channels: 8}",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "trainer.threads=1",
-    "trainer.progress=false",
-    "trainer.tensorboard=false",
-    "trainer.log_every=1",
-    "augmentation.builtin_rirs=4",
-    "augmentation.builtin_noises=4",
-]
-
-
-def overrides(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [
-        f"data.manifest={corpus / 'manifest.csv'}",
-        f"run_dir={run_dir}",
-        "method.simclr.crop_seconds=0.5",
-        *TINY,
-        *extra,
-    ]
 
 
 @pytest.fixture(autouse=True)
@@ -164,9 +141,13 @@ def test_continuation_restores_optimizer_and_epoch(tiny_corpus, tmp_path):
 
 def test_per_epoch_validation_logs_eer(tiny_corpus, tmp_path):
     run = tmp_path / "val"
-    extra = ["trainer.epochs=2", "trainer.max_steps_per_epoch=1",
-             f"evaluation.trials={tiny_corpus / 'trials.txt'}", "evaluation.validate_every=1",
-             "evaluation.validation_trials=20"]
+    extra = [
+        "trainer.epochs=2",
+        "trainer.max_steps_per_epoch=1",
+        f"evaluation.trials={tiny_corpus / 'trials.txt'}",
+        "evaluation.validate_every=1",
+        "evaluation.validation_trials=20",
+    ]
     Trainer(load_config(None, overrides(tiny_corpus, run, *extra))).fit()
     records = read_metrics(run, "epoch")
     assert [r["epoch"] for r in records] == [0, 1]

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from conftest import overrides
 from ssps.checkpoints import load_checkpoint
 from ssps.config import load_config
 from ssps.train.metrics_log import read_metrics
 from ssps.train.trainer import SSPS_MEMORY, Trainer
-from test_training import overrides
 
 SSPS = [
     "method.ssps.enabled=true",
@@ -36,11 +36,15 @@ def run(corpus, run_dir, *extra):
     return read_metrics(run_dir, "epoch")
 
 
-@pytest.mark.parametrize("extra", [[], DINO, [*DINO, "method.ssps.positive_form=bottleneck"]],
-                         ids=["simclr", "dino-logits", "dino-bottleneck"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], DINO, [*DINO, "method.ssps.positive_form=bottleneck"]],
+    ids=["simclr", "dino-logits", "dino-bottleneck"],
+)
 def test_ssps_starts_at_start_epoch_and_reports_diagnostics(tiny_corpus, tmp_path, extra):
-    records = run(tiny_corpus, tmp_path / "r", "trainer.epochs=3", "method.ssps.start_epoch=1",
-                  *extra)
+    records = run(
+        tiny_corpus, tmp_path / "r", "trainer.epochs=3", "method.ssps.start_epoch=1", *extra
+    )
     assert "ssps_coverage" not in records[0]
     for record in records[1:]:
         assert 0 <= record["ssps_coverage"] <= 1
@@ -62,11 +66,24 @@ def test_ssps_resume_samples_exactly_as_uninterrupted(tiny_corpus, tmp_path):
 
 def test_continuation_from_a_base_fills_memories_with_an_eval_pass(tiny_corpus, tmp_path):
     base = tmp_path / "base"
-    Trainer(load_config(None, overrides(tiny_corpus, base, "trainer.epochs=1",
-                                        "trainer.max_steps_per_epoch=2"))).fit()
-    cont = Trainer(load_config(None, overrides(
-        tiny_corpus, tmp_path / "cont", *SSPS, "trainer.epochs=2", "method.ssps.start_epoch=1",
-        f"trainer.init_from={base}")))
+    Trainer(
+        load_config(
+            None, overrides(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=2")
+        )
+    ).fit()
+    cont = Trainer(
+        load_config(
+            None,
+            overrides(
+                tiny_corpus,
+                tmp_path / "cont",
+                *SSPS,
+                "trainer.epochs=2",
+                "method.ssps.start_epoch=1",
+                f"trainer.init_from={base}",
+            ),
+        )
+    )
     assert cont.start_epoch == 1 and not cont.model.ssps.memories_filled()
     cont.fit()
     assert cont.model.ssps.memories_filled()
@@ -75,8 +92,14 @@ def test_continuation_from_a_base_fills_memories_with_an_eval_pass(tiny_corpus, 
 
 
 def test_reference_crop_is_never_augmented(tiny_corpus, tmp_path):
-    trainer = Trainer(load_config(None, overrides(
-        tiny_corpus, tmp_path / "r", *SSPS, "trainer.epochs=1", "method.ssps.start_epoch=0")))
+    trainer = Trainer(
+        load_config(
+            None,
+            overrides(
+                tiny_corpus, tmp_path / "r", *SSPS, "trainer.epochs=1", "method.ssps.start_epoch=0"
+            ),
+        )
+    )
     batch = next(iter(trainer.loader))
     views = trainer._views_on_device(batch, 0, 0)
     torch.testing.assert_close(views["reference"], batch["views"]["reference"])

@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_config)
+
+    from .inference import add_commands  # embed, verify, export, analyze, asnorm
+
+    add_commands(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..distributed import gather, rank, world_size
+from ..distributed import gather, rank
 from ..options import option
 from ..seeds import derived_seed
 from .diagnostics import EpochDiagnostics, clustering_nmi
@@ -147,8 +147,8 @@ class SSPS:
             slots = self.select(indices, reference, epoch, step)
             found = slots >= 0
             for name, value in positives.items():
-                if self.config.sampling == "kmeans":
-                    stored = self.centroids[self._target][self._local()].to(value.dtype)
+                if self.config.sampling == "kmeans":  # slots are target clusters here
+                    stored = self.centroids[slots.clamp(min=0)].to(value.dtype)
                 else:
                     stored = self.queue.tensors[name][slots.clamp(min=0)].to(value.dtype)
                 mask = found.view(-1, *([1] * (value.dim() - 1)))
@@ -160,20 +160,18 @@ class SSPS:
         self.queue.push(indices, **positives, **extra)
         return out
 
-    def _local(self) -> slice:
-        n = self._global_size // world_size()
-        return slice(rank() * n, (rank() + 1) * n)
-
     @torch.no_grad()
     def select(self, indices, reference, epoch: int, step: int) -> torch.Tensor:
-        """(n,) queue slot of each local anchor's pseudo-positive, -1 for the fallback.
+        """(n,) queue slot of each local anchor's pseudo-positive, -1 for the fallback
+        (for the centroid variant `kmeans`: the target cluster whose centroid substitutes).
 
         Draws are made for the whole gathered batch with a generator shared by all ranks,
         so the choice does not depend on how the batch is split across processes.
         """
         cfg = self.config
         all_indices, all_refs = gather(indices), gather(reference.float())
-        self._global_size = all_indices.shape[0]
+        n = indices.shape[0]
+        local = slice(rank() * n, (rank() + 1) * n)
         gen = torch.Generator().manual_seed(derived_seed(self.seed, epoch, step))
         u = torch.rand(4, all_indices.shape[0], generator=gen).to(all_indices.device)
         age = self.queue.age()
@@ -198,16 +196,15 @@ class SSPS:
                 cfg.inter_distribution,
                 cfg.exp_lambda,
             )
-            self._target = target.clamp(min=0)
+            if cfg.sampling == "kmeans":
+                return target[local]
             queue_groups = self._queue_groups(self.assign)
             slots = sample_by_group(
                 target, queue_groups, age, u[1], cfg.intra_distribution, cfg.exp_lambda
             )
-            if cfg.sampling == "kmeans":
-                slots = torch.where(target >= 0, torch.zeros_like(slots), slots.new_full((), -1))
-        if cfg.min_similarity > -1 and cfg.sampling != "kmeans":
+        if cfg.min_similarity > -1:
             slots = self._similarity_floor(all_refs, slots)
-        return slots[self._local()]
+        return slots[local]
 
     def _queue_groups(self, labels: torch.Tensor) -> torch.Tensor:
         valid = self.queue.indices >= 0
