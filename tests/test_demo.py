@@ -13,8 +13,13 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     names = [r["name"] for r in results]
-    assert names == ["simclr-base", "simclr-continued", "simclr-ssps", "simclr-oracle",
-                     "supervised"]
+    assert names == [
+        "simclr-base",
+        "simclr-continued",
+        "simclr-ssps",
+        "simclr-oracle",
+        "supervised",
+    ]
     assert all(0 <= r["eer"] <= 100 for r in results)
     oracle = results[3]
     assert oracle["ssps_speaker_accuracy"] == 1.0  # the oracle's positives are the speaker
