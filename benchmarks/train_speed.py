@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -140,7 +141,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer cases and steps")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="benchmarks/results/train_speed.json")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     batch = 256 if on_gpu else 16
@@ -173,6 +177,7 @@ def main() -> None:
     fastest = max(r["samples_per_s"] for r in simclr)
     two = next(r for r in results["loader"] if r["workers"] == 2)["crops_per_s"]
     results["loader_over_fastest_simclr_model"] = two / (2 * fastest)
+    results["loadavg_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .analysis import analyze_run
 from .config import load_config
 from .data.synthetic import CorpusConfig, generate_corpus
 from .evaluate import evaluate_run
@@ -56,6 +57,7 @@ QUICK = DemoPlan(
     clusters=48,
     queue=128,
 )
+ANALYSED = ("simclr-continued", "simclr-ssps", "simclr-oracle")  # the SSPS story in pictures
 SSPS_KEYS = ("ssps_coverage", "ssps_speaker_accuracy", "ssps_session_accuracy", "ssps_useful")
 
 
@@ -127,9 +129,19 @@ def run_demo(out: Path, quick: bool = False) -> list[dict]:
         curves[name] = (scores, labels)
         plot_score_histogram(scores, labels, out / f"scores_{name}.png", name)
     plot_det(curves, out / "det.png", "Synthetic corpus, cross-session trials")
+    analyses = {
+        r["name"]: analyze_run(
+            r["run_dir"],
+            corpus / "test" / "manifest.csv",
+            out_dir=out / "analysis" / r["name"],
+            progress=False,
+        )
+        for r in results
+        if r["name"] in ANALYSED
+    }
     elapsed = time.time() - started
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_report(out, corpus, results, elapsed, quick)
+    write_report(out, corpus, results, analyses, elapsed, quick)
     print(format_table(results))
     print(f"\nreport: {out / 'report.md'}  ({elapsed / 60:.1f} min)")
     return results
@@ -148,8 +160,39 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, corpus: Path, results: list[dict], elapsed: float, quick: bool):
+def format_analysis(analyses: dict[str, dict]) -> str:
+    """Channel information left in the embeddings: probes and score statistics per run."""
+    lines = [
+        "| run | speaker probe acc. | session probe acc. given speaker (chance) "
+        "| mean cos same-session target | mean cos cross-session target | mean cos non-target |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, a in analyses.items():
+        spk, ses, sim = a["speaker_probe"], a.get("session_probe", {}), a["similarity"]
+        given = ses.get("accuracy_given_speaker")
+        session = f"{given:.2f} ({ses['chance_given_speaker']:.2f})" if given is not None else ""
+        lines.append(
+            f"| {name} | {spk.get('accuracy', float('nan')):.2f} | {session} | "
+            f"{_mean(sim, 'same_session')} | {_mean(sim, 'cross_session')} | "
+            f"{_mean(sim, 'inter')} |"
+        )
+    return "\n".join(lines)
+
+
+def _mean(similarity: dict, key: str) -> str:
+    value = similarity.get(key, {}).get("mean")
+    return "" if value is None else f"{value:.3f}"
+
+
+def write_report(
+    out: Path, corpus: Path, results: list[dict], analyses: dict, elapsed: float, quick: bool
+) -> None:
     hist = "\n".join(f"![{r['name']}](scores_{r['name']}.png)" for r in results)
+    pictures = "\n".join(
+        f"### {name}\n\n![similarities](analysis/{name}/sessions.png) "
+        f"![t-SNE](analysis/{name}/tsne.png)\n"
+        for name in analyses
+    )
     (out / "report.md").write_text(
         "# ssps demo\n\n"
         f"Synthetic multi-session corpus in `{corpus}`; test targets are cross-session pairs, so\n"
@@ -159,7 +202,11 @@ def write_report(out: Path, corpus: Path, results: list[dict], elapsed: float, q
         "the same session (last epoch).\n\n"
         f"{format_table(results)}\n\n"
         f"Total time {elapsed / 60:.1f} min ({'quick' if quick else 'full'} demo).\n\n"
-        f"![DET curves](det.png)\n\n{hist}\n"
+        f"![DET curves](det.png)\n\n{hist}\n\n"
+        "## What the encoders learned (test speakers)\n\n"
+        "A linear probe that predicts the session of an utterance, given its speaker, measures\n"
+        "the channel information left in the embedding (lower is better for verification).\n\n"
+        f"{format_analysis(analyses)}\n\n{pictures}"
     )
 
 
