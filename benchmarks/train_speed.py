@@ -142,13 +142,14 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="benchmarks/results/train_speed.json")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--steps", type=int, default=0, help="timed steps per case (0: auto)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
     batch = 256 if on_gpu else 16
-    steps = 10 if on_gpu else (1 if args.quick else 2)
+    steps = args.steps or (10 if on_gpu else (1 if args.quick else 2))
     results = {
         "device": torch.cuda.get_device_name() if on_gpu else platform.processor() or "cpu",
         "torch": torch.__version__,
@@ -157,6 +158,7 @@ def main() -> None:
         "embedding": [],
         "loader": [],
     }
+    results["loadavg_start"] = os.getloadavg()
     encoders = ["ecapa512"] if args.quick else list(ENCODERS)
     for method in METHODS:
         for encoder in encoders:

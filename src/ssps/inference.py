@@ -246,7 +246,13 @@ def add_commands(subparsers: Any) -> None:
 
     p = subparsers.add_parser("export", help="export a run's embedding model to ONNX")
     p.add_argument("run_dir", help="run directory or checkpoint file")
-    p.add_argument("--out", required=True, help="ONNX file to write (metadata also in OUT.json)")
+    p.add_argument(
+        "--onnx",
+        "--out",
+        dest="out",
+        required=True,
+        help="ONNX file to write (metadata also in OUT.json)",
+    )
     p.add_argument("--checkpoint", default="avg", help="avg (default), last or a path")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18)")
     p.add_argument(
