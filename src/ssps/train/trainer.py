@@ -237,8 +237,7 @@ class Trainer:
         return DistributedDataParallel(self.model, device_ids=ids)
 
     def _views_on_device(self, batch: dict, epoch: int, step: int) -> dict[str, torch.Tensor]:
-        gen_device = self.device if self.device.type == "cuda" else "cpu"
-        generator = torch.Generator(gen_device)
+        generator = torch.Generator()  # CPU draws: the same augmentation on any device
         generator.manual_seed(derived_seed(self.config.trainer.seed, epoch, step, rank()))
         out = {}
         for spec in self.views:
