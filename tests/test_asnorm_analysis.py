@@ -216,3 +216,27 @@ def test_analyze_run(asnorm_run, tiny_corpus, tmp_path):
         if a.speaker != b.speaker
     ]
     assert result["similarity"]["inter"]["mean"] == pytest.approx(statistics.fmean(inter))
+
+
+def test_evaluate_cli_reports_raw_and_asnorm(asnorm_run, tiny_corpus, tmp_path, capsys):
+    from ssps.cli import main
+
+    code = main(
+        [
+            "evaluate",
+            str(asnorm_run),
+            "--trials",
+            str(tiny_corpus / "trials.txt"),
+            "--json",
+            str(tmp_path / "raw.json"),
+            "--asnorm-cohort",
+            str(tiny_corpus / "manifest.csv"),
+            "--asnorm-top-n",
+            "2",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "EER" in out and "AS-norm (top 2" in out
+    normalised = json.loads((asnorm_run / "evaluation_asnorm.json").read_text())
+    raw = json.loads((tmp_path / "raw.json").read_text())
+    assert normalised["eer"] == pytest.approx(raw["eer"]) and "asnorm_eer" in normalised

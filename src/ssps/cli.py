@@ -78,6 +78,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"EER {result['eer']:.3f} %  minDCF({result['p_target']}) {result['min_dcf']:.4f}  "
         f"trials {result['n_trials']}  checkpoint {result['checkpoint']}"
     )
+    if args.asnorm_cohort:
+        from .evaluation.asnorm import evaluate_with_asnorm
+
+        normalised = evaluate_with_asnorm(
+            args.run_dir,
+            args.trials,
+            args.audio_root,
+            args.asnorm_cohort,
+            args.asnorm_root,
+            args.asnorm_top_n,
+            args.checkpoint,
+            device=args.device,
+            batch_size=args.batch_size,
+            p_target=args.p_target,
+        )
+        print(
+            f"AS-norm (top {normalised['asnorm_top_n']}, cohort {normalised['cohort_size']}): "
+            f"EER {normalised['asnorm_eer']:.3f} %  minDCF {normalised['asnorm_min_dcf']:.4f}"
+        )
     return 0
 
 
@@ -170,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, help="utterances per embedding batch")
     p.add_argument("--p-target", type=float, help="minDCF target prior (default 0.01)")
+    p.add_argument(
+        "--asnorm-cohort",
+        help="also report AS-norm scores with this cohort "
+        "manifest (e.g. the training manifest); writes evaluation_asnorm.json",
+    )
+    p.add_argument("--asnorm-root", help="audio root of the cohort manifest")
+    p.add_argument("--asnorm-top-n", type=int, default=300, help="AS-norm top-N (default 300)")
     p.set_defaults(func=cmd_evaluate)
 
     prep = sub.add_parser("prepare", help="build manifests and corpora").add_subparsers(
