@@ -275,19 +275,14 @@ def analyze_run(
 ) -> dict[str, Any]:
     """Embed a speaker-balanced subset of a labelled manifest and write the analysis to
     `out_dir` (default RUN_DIR/analysis). Returns the numbers (also in analysis.json)."""
-    from .checkpoints import resolve_checkpoint
     from .data.manifest import Manifest, ManifestError
     from .evaluation.embeddings import extract_embeddings
-    from .model import load_model
-    from .train.runtime import pick_device
+    from .model import load_run_model
 
     data = Manifest.read(manifest, audio_root)
     if not data.has_speakers:
         raise ManifestError(f"{manifest}: the analysis needs a speaker label for every utterance")
-    path = resolve_checkpoint(run_dir, checkpoint)
-    torch_device = pick_device(device)
-    model, config, _ = load_model(path, torch_device)
-    model.to(torch_device)
+    model, config, path, torch_device = load_run_model(run_dir, checkpoint, device)
     chosen = balanced_subset([u.speaker for u in data.utterances], max_utterances, seed)
     utterances = [data[int(i)] for i in chosen]
     files = [u.file for u in utterances]

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import resolve_checkpoint
 from .evaluation.report import evaluate_trials
-from .model import load_model
-from .train.runtime import pick_device
+from .model import load_run_model
 
 
 def evaluate_run(
@@ -25,10 +23,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Score `trials` with the run's model; writes evaluation.json and plots into `out_dir`
     (default: the run directory, or the checkpoint's folder when given a file)."""
-    path = resolve_checkpoint(run_dir, checkpoint)
-    torch_device = pick_device(device)
-    model, config, _ = load_model(path, torch_device)
-    model.to(torch_device)
+    model, config, path, torch_device = load_run_model(run_dir, checkpoint, device)
     trials = Path(trials)
     default_out = Path(run_dir) if Path(run_dir).is_dir() else path.parent
     return evaluate_trials(

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint
 from .config import Config
 from .config_loader import build
 from .encoders import build_encoder
@@ -46,6 +48,27 @@ def load_model(path, map_location: str | torch.device = "cpu") -> tuple[Method, 
     model = build_model(config, int(state.get("n_speakers", 0)))
     model.load_state_dict(state["model"])
     return model.eval(), config, state
+
+
+def pick_device(name: str) -> torch.device:
+    """auto / cpu / cuda -> a device (under torchrun, this rank's GPU)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA device is available")
+    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def load_run_model(
+    run_or_path: str | Path, checkpoint: str = "avg", device: str = "auto"
+) -> tuple[Method, Config, Path, torch.device]:
+    """The model of a run (avg, last or a path) on a device, in eval mode, for scoring:
+    (model, config, checkpoint path, device)."""
+    path = resolve_checkpoint(run_or_path, checkpoint)
+    torch_device = pick_device(device)
+    model, config, _ = load_model(path, torch_device)
+    return model.to(torch_device), config, path, torch_device
 
 
 def load_weights(model: Method, weights: dict[str, torch.Tensor], source: str) -> None:

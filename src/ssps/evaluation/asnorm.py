@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoints import resolve_checkpoint
 from ..data.manifest import Manifest
 from .embeddings import cosine_scores, extract_embeddings
 from .plots import plot_det
@@ -159,13 +158,9 @@ def evaluate_with_asnorm(
     `asnorm_eer`, `asnorm_min_dcf`, `asnorm_threshold_eer`, `asnorm_top_n` (the value used),
     `cohort_size`, `cohort_mode`, `cohort_utterances`.
     """
-    from ..model import load_model
-    from ..train.runtime import pick_device
+    from ..model import load_run_model
 
-    path = resolve_checkpoint(run_dir, checkpoint)
-    torch_device = pick_device(device)
-    model, config, _ = load_model(path, torch_device)
-    model.to(torch_device)
+    model, config, path, torch_device = load_run_model(run_dir, checkpoint, device)
     trials_path = Path(trials)
     trial_list = read_trials(trials_path)
     audio_root = Path(audio_root) if audio_root else trials_path.parent

@@ -1,4 +1,4 @@
-"""Process set-up for training: device choice, torch.distributed, seeding, autocast."""
+"""Process set-up for training: torch.distributed, seeding, autocast."""
 
 from __future__ import annotations
 
@@ -9,19 +9,6 @@ import random
 import numpy as np
 import torch
 import torch.distributed as dist
-
-from ..seeds import derived_seed
-
-__all__ = ["autocast", "derived_seed", "init_distributed", "pick_device", "seed_everything"]
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device is 'cuda' but no CUDA device is available")
-    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
 
 
 def init_distributed(device: torch.device) -> bool:

@@ -31,11 +31,12 @@ from ..data.manifest import Manifest
 from ..data.views import CropDataset, build_loader, scan_audio
 from ..distributed import all_reduce_mean, is_main_process, rank, world_size
 from ..methods import Method, StepInfo
-from ..model import build_model, checkpoint_state, load_weights
+from ..model import build_model, checkpoint_state, load_weights, pick_device
 from ..sampling import SSPS
+from ..seeds import derived_seed
 from .metrics_log import MetricsLog, truncate_metrics
 from .optim import apply_learning_rate, build_optimizer, learning_rate_at
-from .runtime import autocast, derived_seed, init_distributed, pick_device, seed_everything
+from .runtime import autocast, init_distributed, seed_everything
 from .validation import Validator
 
 log = logging.getLogger("ssps.train")
