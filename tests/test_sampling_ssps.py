@@ -321,3 +321,70 @@ def test_state_round_trip_resumes_identically(tmp_path):
     assert final["queue"].pop("position") == other["queue"].pop("position")
     for part in ("reference", "queue"):
         assert all(torch.equal(value, other[part][key]) for key, value in final[part].items())
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_mutual_neighbours_draw_only_from_clusters_that_list_the_anchor_back(m):
+    plain, mutual = make(k=12, m=m), make(k=12, m=m, mutual_neighbours=True)
+    for ssps in (plain, mutual):
+        fill(ssps)
+        ssps.on_epoch_start(1)
+    table = neighbour_table(mutual.centroids, m)
+    assign = mutual.assign.tolist()
+    kept = dropped = 0
+    for step in range(20):
+        indices, refs, _ = batch(400 + step)
+        slots = mutual.select(indices, refs, 1, step)
+        for anchor, slot in zip(indices.tolist(), slots.tolist(), strict=True):
+            own = assign[anchor]
+            if slot < 0:
+                dropped += 1
+                continue
+            chosen = assign[int(mutual.queue.indices[slot])]
+            assert chosen in table[own] and own in table[chosen]
+            kept += 1
+    has_mutual = [any(c in table[o] for o in table[c]) for c in range(12)]
+    assert kept > 0 and dropped > 0 and not all(
+        all(c in table[o] for o in table[c]) for c in range(12)
+    ), has_mutual
+
+
+def test_freeze_references_keeps_the_memory_of_the_start_encoder():
+    frozen, live = make(freeze_references=True), make()
+    for ssps in (frozen, live):
+        fill(ssps)
+        ssps.on_epoch_start(1)
+    before = frozen.reference.embeddings.clone()
+    indices, refs, positives = batch(500)
+    moved = F.normalize(refs + 1.0, dim=1)
+    for ssps in (frozen, live):
+        ssps.step(indices, moved, positives, epoch=1, step=0)
+    assert torch.equal(frozen.reference.embeddings, before)
+    assert torch.allclose(live.reference.embeddings[indices], moved)
+    frozen.on_epoch_start(2)  # next epoch clusters the frozen memory
+    assert frozen.assign is not None
+
+
+def test_simulated_epoch_matches_labels_by_construction():
+    from ssps.sampling.simulate import simulate_epoch
+
+    config = SSPSConfig(n_clusters=24, neighbours=0, queue_size=N_UTT)
+    # references equal per session: the own cluster is (mostly) the own session
+    sessions_refs = F.normalize(torch.randn(24, DIM, generator=torch.Generator().manual_seed(3)))
+    refs = sessions_refs[torch.as_tensor(SESSIONS)]
+    own = simulate_epoch(config, refs, SPEAKERS, SESSIONS, batch_size=16, seed=0)
+    assert own["ssps_coverage"] > 0.8 and own["ssps_session_accuracy"] > 0.6
+    assert own["ssps_speaker_accuracy"] >= own["ssps_session_accuracy"]
+    assert own["kmeans_nmi_session"] > own["kmeans_nmi_speaker"]
+    nearest = simulate_epoch(
+        SSPSConfig(sampling="knn", neighbours=1, queue_size=N_UTT), refs, SPEAKERS, SESSIONS, 16
+    )
+    assert nearest["ssps_coverage"] == 1.0 and nearest["ssps_session_accuracy"] == 1.0
+    again = simulate_epoch(config, refs, SPEAKERS, SESSIONS, batch_size=16, seed=0)
+    assert again == own
+    oracle = simulate_epoch(
+        SSPSConfig(sampling="oracle", queue_size=N_UTT), refs, SPEAKERS, SESSIONS, 16, 0
+    )
+    assert oracle["ssps_speaker_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="batch_size"):
+        simulate_epoch(config, refs, batch_size=0)

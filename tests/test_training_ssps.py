@@ -104,3 +104,29 @@ def test_reference_crop_is_never_augmented(tiny_corpus, tmp_path):
     views = trainer._views_on_device(batch, 0, 0)
     torch.testing.assert_close(views["reference"], batch["views"]["reference"])
     assert not torch.equal(views["views"], batch["views"]["views"])
+
+
+def test_sweep_positives_command_reports_a_row_per_setting(tiny_run, tiny_corpus, tmp_path, capsys):
+    import json
+
+    from ssps.cli import main
+
+    out = tmp_path / "sweep.json"
+    manifest = str(tiny_corpus / "manifest.csv")
+    code = main(
+        ["sweep-positives", str(tiny_run), "--manifest", manifest, "--clusters", "4", "8"]
+        + ["--neighbours", "0", "1", "--queue", "6", "24", "--batch-size", "4"]
+        + ["--device", "cpu", "--reference-seconds", "0.5", "--json", str(out)]
+    )
+    assert code == 0
+    rows = json.loads(out.read_text())
+    assert [(r["n_clusters"], r["neighbours"], r["queue_size"]) for r in rows] == [
+        (k, m, q) for k in (4, 8) for m in (0, 1) for q in (6, 24)
+    ]
+    for r in rows:
+        assert 0 < r["ssps_coverage"] <= 1 and 0 <= r["ssps_useful"] <= r["ssps_speaker_accuracy"]
+    small, full = rows[0], rows[1]  # |Q_pos| 6 vs 24 at K 4, M 0: a bigger queue covers more
+    assert small["ssps_coverage"] <= full["ssps_coverage"]
+    assert "| K | M | |Q_pos|" in capsys.readouterr().out
+    assert main(["sweep-positives", str(tiny_run), "--manifest", manifest, "--clusters", "99"]) == 2
+    assert "exceeds" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from .config_loader import ConfigError
 
 EPILOG_TRAIN = """examples:
   ssps train configs/bench/voxsim_simclr.yaml
-  ssps train configs/demo/simclr.yaml trainer.epochs=3 data.batch_size=64
+  ssps train configs/paper/simclr.yaml trainer.epochs=3 data.batch_size=64
   torchrun --standalone --nproc_per_node=2 -m ssps train CONFIG   (DDP)
 A run directory (run_dir, default runs/<config name>) that already has checkpoints is resumed."""
 
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_config)
 
-    from .inference import add_commands  # embed, verify, export, analyze, asnorm
+    from .inference import add_commands  # embed, verify, export, analyze, asnorm, ...
 
     add_commands(sub)
     return parser

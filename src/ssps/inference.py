@@ -225,7 +225,7 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def add_commands(subparsers: Any) -> None:
-    """Register `embed`, `verify`, `export`, `analyze` and `asnorm` on the ssps CLI."""
+    """Register `embed`, `verify`, `export`, `analyze`, `asnorm` and `sweep-positives`."""
     p = subparsers.add_parser("embed", help="embed audio files into an .npz (names, embeddings)")
     _add_model_arguments(p)
     p.add_argument("files", nargs="*", help="audio files")
@@ -289,3 +289,23 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--max-cohort", type=int, help="embed at most this many cohort utterances")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.set_defaults(func=_lazy(".evaluation.asnorm", "cmd_asnorm"))
+
+    p = subparsers.add_parser(
+        "sweep-positives",
+        help="SSPS pseudo-positive diagnostics for a K x M x |Q_pos| grid, without training",
+    )
+    p.add_argument("run_dir", help="run directory or checkpoint file (the SSPS start encoder)")
+    p.add_argument("--manifest", required=True, help="training manifest (labels for diagnostics)")
+    p.add_argument("--audio-root", help="folder the manifest paths are relative to")
+    p.add_argument("--checkpoint", default="last", help="last (default), avg or a path")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--clusters", type=int, nargs="+", default=[25000], help="K values")
+    p.add_argument("--neighbours", type=int, nargs="+", default=[1], help="M values")
+    p.add_argument("--queue", type=int, nargs="+", default=[25000], help="|Q_pos| values")
+    p.add_argument("--sampling", default="kmeans-repr", help="kmeans-repr, kmeans, knn or oracle")
+    p.add_argument("--min-similarity", type=float, default=-1.0, help="refinement floor")
+    p.add_argument("--mutual", action="store_true", help="refinement: mutual neighbours only")
+    p.add_argument("--reference-seconds", type=float, default=4.0)
+    p.add_argument("--batch-size", type=int, default=256, help="simulated training batch")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.set_defaults(func=_lazy(".positive_sweep", "cmd_sweep_positives"))

@@ -72,3 +72,14 @@ def nearest_clusters(centroids: torch.Tensor, m: int, chunk: int = 4096) -> torc
         sims[rows, rows + start] = float("-inf")
         out[start : start + chunk] = sims.topk(m, dim=1).indices
     return out
+
+
+def keep_mutual(neighbours: torch.Tensor) -> torch.Tensor:
+    """The (K, M) neighbour table with -1 wherever cluster j lists k among its M nearest
+    but k does not list j: only mutual neighbours stay. With M = 0 (own cluster) it is
+    returned unchanged."""
+    k = torch.arange(neighbours.shape[0], device=neighbours.device)
+    if bool((neighbours == k[:, None]).all()):
+        return neighbours
+    mutual = (neighbours[neighbours] == k[:, None, None]).any(dim=2)
+    return torch.where(mutual, neighbours, torch.full_like(neighbours, -1))

@@ -21,7 +21,7 @@ from ..distributed import gather, rank
 from ..options import option
 from ..seeds import derived_seed
 from .diagnostics import EpochDiagnostics, clustering_nmi
-from .kmeans import nearest_clusters, spherical_kmeans
+from .kmeans import keep_mutual, nearest_clusters, spherical_kmeans
 from .memories import PositiveQueue, ReferenceMemory
 from .samplers import choose_target_clusters, sample_by_group, sample_nearest
 
@@ -61,6 +61,16 @@ class SSPSConfig:
         -1.0,
         "refinement: keep a pseudo-positive only if the "
         "cosine of the two reference embeddings is >= this (-1: off)",
+    )
+    mutual_neighbours: bool = option(
+        False,
+        "refinement: draw from a neighbour cluster only if the anchor's cluster is "
+        "also among ITS M nearest (else the ordinary positive)",
+    )
+    freeze_references: bool = option(
+        False,
+        "refinement: stop updating the reference memory once SSPS is active, so the "
+        "clustering keeps the start encoder's view (breaks the feedback loop)",
     )
 
 
@@ -125,6 +135,8 @@ class SSPS:
         self.assign[seen] = assign_seen
         self.centroids = centroids
         self.neighbours = nearest_clusters(centroids, self.config.neighbours)
+        if self.config.mutual_neighbours:
+            self.neighbours = keep_mutual(self.neighbours)
         if self.speakers is not None:
             self.cluster_metrics = clustering_nmi(assign_seen, seen, self.speakers, self.sessions)
 
@@ -141,7 +153,8 @@ class SSPS:
         indices (n,) and reference (n, D) are this rank's rows; positives maps a name to a
         (n, ...) tensor of positive-branch outputs. Returns the (substituted) positives.
         """
-        self.reference.update(indices, reference)
+        if not (self.config.freeze_references and self.active(epoch)):
+            self.reference.update(indices, reference)
         out = dict(positives)
         if self.active(epoch):
             slots = self.select(indices, reference, epoch, step)
