@@ -344,8 +344,10 @@ def test_mutual_neighbours_draw_only_from_clusters_that_list_the_anchor_back(m):
             assert chosen in table[own] and own in table[chosen]
             kept += 1
     has_mutual = [any(c in table[o] for o in table[c]) for c in range(12)]
-    assert kept > 0 and dropped > 0 and not all(
-        all(c in table[o] for o in table[c]) for c in range(12)
+    assert (
+        kept > 0
+        and dropped > 0
+        and not all(all(c in table[o] for o in table[c]) for c in range(12))
     ), has_mutual
 
 

@@ -208,3 +208,21 @@ def test_interrupted_or_foreign_folders(tmp_path: Path) -> None:
 def test_bad_config_names_the_field(change: dict, field: str, tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match=field):
         generate_corpus(tmp_path / "c", replace(TINY, **change), progress=False)
+
+
+def test_speaker_spread_scales_how_far_voices_scatter():
+    from ssps.data.synthetic.voices import sample_voice
+
+    def draws(spread: float) -> np.ndarray:
+        rng = np.random.default_rng(7)
+        voices = [sample_voice(rng, spread) for _ in range(300)]
+        return np.array([[v.population, np.log(v.f0_hz), np.log(v.formant_scale)] for v in voices])
+
+    centred = draws(0.0)
+    assert set(np.round(np.exp(centred[:, 1]), 6)) == {115.0, 205.0}
+    assert set(np.round(np.exp(centred[:, 2]), 6)) == {1.0, 1.15}
+    for column in (1, 2):  # log-scatter around the population centre grows with the spread
+        scatter = [np.std(d[:, column] - centred[:, column]) for d in (draws(1.0), draws(2.0))]
+        assert scatter[1] == pytest.approx(2 * scatter[0], rel=1e-6) and scatter[0] > 0
+    with pytest.raises(CorpusError, match="speaker_spread"):
+        CorpusConfig(speaker_spread=-0.5).validate()

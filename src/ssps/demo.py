@@ -32,12 +32,12 @@ log = logging.getLogger("ssps.demo")
 class DemoPlan:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     base_epochs: int = 8
-    more_epochs: int = 4
+    more_epochs: int = 3
     batch_size: int = 64
     crop_seconds: float = 1.5
     channels: int = 64
-    clusters: int = 160  # about the number of training sessions
-    queue: int = 512
+    clusters: int = 960  # twice the training sessions: most useful positives (sweep-positives)
+    queue: int = 1024
 
 
 FULL = DemoPlan()
@@ -108,7 +108,7 @@ def demo_runs(plan: DemoPlan, runs: Path) -> list[tuple[str, Path, list[str]]]:
 def run_demo(out: Path, quick: bool = False) -> list[dict]:
     plan = QUICK if quick else FULL
     started = time.time()
-    corpus = generate_corpus(out / "corpus", plan.corpus)
+    corpus = generate_corpus(out / "corpus", plan.corpus, overwrite=True)  # the demo owns it
     results, curves = [], {}
     for name, run_dir, extra in demo_runs(plan, out / "runs"):
         log.info("demo: training %s", name)

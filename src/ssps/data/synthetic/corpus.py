@@ -48,13 +48,16 @@ class CorpusConfig:
     """What to generate; every field except `workers` changes the files."""
 
     seed: int = option(0, "seed of every random draw; the same config gives identical files")
-    train_speakers: int = option(40, "speakers in train/ (ids spk0001...)")
-    test_speakers: int = option(10, "speakers in test/, none of them in train/")
+    train_speakers: int = option(120, "speakers in train/ (ids spk0001...)")
+    test_speakers: int = option(20, "speakers in test/, none of them in train/")
     sessions_per_speaker: int = option(4, "sessions (recording channels) per speaker, >= 2")
-    utterances_per_session: int = option(5, "utterances per session")
+    utterances_per_session: int = option(3, "utterances per session")
     min_seconds: float = option(2.0, "shortest utterance, seconds")
     max_seconds: float = option(4.0, "longest utterance, seconds")
     sample_rate: int = option(16000, "sample rate of the wav files, Hz")
+    speaker_spread: float = option(
+        1.0, "how far voices scatter in pitch, vocal-tract length and formants (difficulty)"
+    )
     n_trials: int = option(2000, "trials in test/trials.txt, half of them target")
     workers: int = option(2, "processes generating speakers in parallel (output unchanged)")
 
@@ -77,6 +80,7 @@ class CorpusConfig:
             sample_rate=8000,
             min_seconds=0.5,
             max_seconds=self.min_seconds,
+            speaker_spread=0.0,
         )
         for name, minimum in minimums.items():
             if getattr(self, name) < minimum:
@@ -128,7 +132,7 @@ def _rng(config: CorpusConfig, stream: int, split: str, *indices: int) -> np.ran
 
 def speaker_voice(config: CorpusConfig, split: str, speaker_index: int) -> Voice:
     """The voice of one speaker of a split."""
-    return sample_voice(_rng(config, _VOICE, split, speaker_index))
+    return sample_voice(_rng(config, _VOICE, split, speaker_index), config.speaker_spread)
 
 
 def session_channel(

@@ -69,24 +69,25 @@ class Voice:
     syllable_rate: float  # syllables per second
 
 
-def sample_voice(rng: np.random.Generator) -> Voice:
-    """Draw a speaker from the two overlapping populations."""
+def sample_voice(rng: np.random.Generator, spread: float = 1.0) -> Voice:
+    """Draw a speaker from the two overlapping populations; `spread` scales how far
+    speakers scatter around their population in pitch, vocal-tract length and formants."""
     population = int(rng.random() < 0.5)
     f0_centre, vtl_centre = ((115.0, 1.0), (205.0, 1.15))[population]
     n_vowels = VOWEL_FORMANTS_HZ.shape[0]
     return Voice(
         population=population,
-        f0_hz=float(f0_centre * rng.lognormal(0.0, 0.16)),
+        f0_hz=float(f0_centre * rng.lognormal(0.0, 0.16 * spread)),
         f0_range_semitones=float(rng.uniform(1.5, 5.0)),
         jitter=float(rng.uniform(0.003, 0.02)),
         shimmer=float(rng.uniform(0.02, 0.12)),
         breathiness=float(rng.uniform(0.02, 0.15) + 0.1 * population * rng.random()),
         open_quotient=float(rng.uniform(0.4, 0.75)),
         tilt_db_per_octave=float(rng.uniform(-3.0, 3.0)),
-        formant_scale=float(vtl_centre * rng.lognormal(0.0, 0.045)),
-        formant_offsets=rng.normal(0.0, 0.04, N_FORMANTS),
+        formant_scale=float(vtl_centre * rng.lognormal(0.0, 0.045 * spread)),
+        formant_offsets=rng.normal(0.0, 0.04 * spread, N_FORMANTS),
         bandwidth_scale=float(rng.lognormal(0.0, 0.25)),
-        vowel_offsets=rng.normal(0.0, 0.05, (n_vowels, 3)),
+        vowel_offsets=rng.normal(0.0, 0.05 * spread, (n_vowels, 3)),
         vowel_weights=rng.dirichlet(np.full(n_vowels, 1.5)),
         consonant_weights=rng.dirichlet(np.array([3.0, 3.0, 2.0, 1.0])),
         frication_scale=float(rng.lognormal(0.0, 0.1)),
