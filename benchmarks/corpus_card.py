@@ -10,7 +10,8 @@ encoder, `--supervised-epochs` epochs from scratch on train/) is scored on the s
 it should reach a low cross-session EER, showing the speakers are learnable across
 channels. Writes benchmarks/results/corpus_card.json and prints it.
 
-    .venv/bin/python benchmarks/corpus_card.py [--out DIR] [--workers N] [--supervised-epochs 30]
+    .venv/bin/python benchmarks/corpus_card.py [--out DIR] [--workers N] [--supervised-epochs 30]\
+        [field=value ...]   (CorpusConfig overrides, e.g. min_snr_db=10)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import soundfile as sf
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from ssps.config_loader import load
 from ssps.data.manifest import Manifest
 from ssps.data.synthetic import (
     CorpusConfig,
@@ -158,8 +160,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="keep the corpus here (default: a temp dir)")
     parser.add_argument("--workers", type=int, default=CorpusConfig().workers)
     parser.add_argument("--supervised-epochs", type=int, default=30, help="0: skip the run")
+    parser.add_argument("--json", type=Path, default=RESULTS, help="where the card goes")
+    parser.add_argument("overrides", nargs="*", help="CorpusConfig fields, e.g. min_snr_db=10")
     args = parser.parse_args()
-    config = CorpusConfig(workers=args.workers)
+    config = load(CorpusConfig, None, [*args.overrides, f"workers={args.workers}"])
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch) / "corpus"
         start = time.perf_counter()
@@ -202,8 +206,8 @@ def main() -> None:
     }
     if supervised:
         card["supervised_baseline"] = supervised
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(card, indent=2) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
 
 

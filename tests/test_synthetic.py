@@ -226,3 +226,16 @@ def test_speaker_spread_scales_how_far_voices_scatter():
         assert scatter[1] == pytest.approx(2 * scatter[0], rel=1e-6) and scatter[0] > 0
     with pytest.raises(CorpusError, match="speaker_spread"):
         CorpusConfig(speaker_spread=-0.5).validate()
+
+
+def test_snr_range_bounds_every_session_and_keeps_the_other_draws():
+    from ssps.data.synthetic import session_channel
+
+    narrow = replace(SMALL, min_snr_db=10.0, max_snr_db=12.0)
+    for session in range(SMALL.sessions_per_speaker):
+        default = session_channel(SMALL, "train", 0, session)
+        channel = session_channel(narrow, "train", 0, session)
+        assert 10.0 <= channel.snr_db <= 12.0 and 5.0 <= default.snr_db <= 25.0
+        assert channel.rt60_s == default.rt60_s and channel.noise_kind == default.noise_kind
+    with pytest.raises(CorpusError, match="max_snr_db"):
+        replace(SMALL, min_snr_db=30.0).validate()

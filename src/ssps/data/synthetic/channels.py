@@ -193,9 +193,13 @@ def _babble(rng: np.random.Generator, n: int, sample_rate: int, rir: np.ndarray)
 
 
 def sample_channel(
-    rng: np.random.Generator, sample_rate: int, noise_seconds: float
+    rng: np.random.Generator,
+    sample_rate: int,
+    noise_seconds: float,
+    snr_range_db: tuple[float, float] = (5.0, 25.0),
 ) -> SessionChannel:
-    """Draw one session's channel; its noise bed lasts `noise_seconds`."""
+    """Draw one session's channel; its noise bed lasts `noise_seconds`, its SNR is uniform
+    in `snr_range_db`."""
     rir, rt60 = room_impulse_response(rng, sample_rate)
     eq_sos = microphone_eq(rng, sample_rate)
     band_effect = str(rng.choice(BAND_EFFECTS, p=BAND_EFFECT_PROBABILITIES))
@@ -217,7 +221,7 @@ def sample_channel(
         band_sos=band_sos,
         noise_kind=noise_kind,
         noise_bed=bed / np.sqrt(np.mean(bed**2)),
-        snr_db=float(rng.uniform(5.0, 25.0)),
+        snr_db=float(rng.uniform(*snr_range_db)),
         gain_db=float(rng.uniform(-10.0, 4.0)),
     )
 

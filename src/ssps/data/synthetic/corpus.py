@@ -58,6 +58,8 @@ class CorpusConfig:
     speaker_spread: float = option(
         1.0, "how far voices scatter in pitch, vocal-tract length and formants (difficulty)"
     )
+    min_snr_db: float = option(10.0, "lowest SNR of a session's background noise, dB")
+    max_snr_db: float = option(25.0, "highest SNR of a session's background noise, dB")
     n_trials: int = option(2000, "trials in test/trials.txt, half of them target")
     workers: int = option(2, "processes generating speakers in parallel (output unchanged)")
 
@@ -81,6 +83,7 @@ class CorpusConfig:
             min_seconds=0.5,
             max_seconds=self.min_seconds,
             speaker_spread=0.0,
+            max_snr_db=self.min_snr_db,
         )
         for name, minimum in minimums.items():
             if getattr(self, name) < minimum:
@@ -140,7 +143,8 @@ def session_channel(
 ) -> SessionChannel:
     """The recording channel shared by every utterance of one session."""
     rng = _rng(config, _CHANNEL, split, speaker_index, session_index)
-    return sample_channel(rng, config.sample_rate, config.max_seconds)
+    snr_range = (config.min_snr_db, config.max_snr_db)
+    return sample_channel(rng, config.sample_rate, config.max_seconds, snr_range)
 
 
 def render_speaker(
