@@ -26,7 +26,13 @@ from voxsim_ssps import SSPS_KEYS, train_runs
 from ssps.data.synthetic import CorpusConfig, generate_corpus
 
 PAPER_QUEUE = 25_000
-CORPUS = dict(train_speakers=40, test_speakers=10, sessions_per_speaker=4, utterances_per_session=5)
+CORPUS = dict(  # the corpus the recorded run used
+    train_speakers=40,
+    test_speakers=10,
+    sessions_per_speaker=4,
+    utterances_per_session=5,
+    min_snr_db=5.0,
+)
 CONFIG = "configs/bench/synthetic_dino.yaml"  # out_dim 65,536, bottleneck 256, 2 global crops
 
 
