@@ -70,6 +70,14 @@ def overrides(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+def make_trainer(corpus: Path, run_dir: Path, *extra: str):
+    """A Trainer for a tiny run on the generated corpus (`overrides` plus `extra`)."""
+    from ssps.config import load_config
+    from ssps.train.trainer import Trainer
+
+    return Trainer(load_config(None, overrides(corpus, run_dir, *extra)))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
     """A tiny trained SimCLR run, evaluated on the corpus trials (evaluation.json written)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import overrides
+from conftest import make_trainer, overrides
 from ssps.checkpoints import epoch_checkpoints
 from ssps.cli import main
 from ssps.config import load_config
@@ -118,22 +118,13 @@ def test_other_methods_train(tiny_corpus, tmp_path, method):
 
 def test_continuation_restores_optimizer_and_epoch(tiny_corpus, tmp_path):
     base = tmp_path / "base"
-    Trainer(
-        load_config(
-            None, overrides(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=1")
-        )
-    ).fit()
-    cont = Trainer(
-        load_config(
-            None,
-            overrides(
-                tiny_corpus,
-                tmp_path / "cont",
-                "trainer.epochs=2",
-                "trainer.max_steps_per_epoch=1",
-                f"trainer.init_from={base}",
-            ),
-        )
+    make_trainer(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=1").fit()
+    cont = make_trainer(
+        tiny_corpus,
+        tmp_path / "cont",
+        "trainer.epochs=2",
+        "trainer.max_steps_per_epoch=1",
+        f"trainer.init_from={base}",
     )
     assert cont.start_epoch == 1
     assert cont.optimizer.state_dict()["state"]  # Adam moments came along

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import overrides
+from conftest import make_trainer, overrides
 from ssps.checkpoints import load_checkpoint
 from ssps.config import load_config
 from ssps.train.metrics_log import read_metrics
@@ -32,7 +32,7 @@ def bank_cache(tmp_path_factory, monkeypatch):
 
 
 def run(corpus, run_dir, *extra):
-    Trainer(load_config(None, overrides(corpus, run_dir, *SSPS, *extra))).fit()
+    make_trainer(corpus, run_dir, *SSPS, *extra).fit()
     return read_metrics(run_dir, "epoch")
 
 
@@ -66,23 +66,14 @@ def test_ssps_resume_samples_exactly_as_uninterrupted(tiny_corpus, tmp_path):
 
 def test_continuation_from_a_base_fills_memories_with_an_eval_pass(tiny_corpus, tmp_path):
     base = tmp_path / "base"
-    Trainer(
-        load_config(
-            None, overrides(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=2")
-        )
-    ).fit()
-    cont = Trainer(
-        load_config(
-            None,
-            overrides(
-                tiny_corpus,
-                tmp_path / "cont",
-                *SSPS,
-                "trainer.epochs=2",
-                "method.ssps.start_epoch=1",
-                f"trainer.init_from={base}",
-            ),
-        )
+    make_trainer(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=2").fit()
+    cont = make_trainer(
+        tiny_corpus,
+        tmp_path / "cont",
+        *SSPS,
+        "trainer.epochs=2",
+        "method.ssps.start_epoch=1",
+        f"trainer.init_from={base}",
     )
     assert cont.start_epoch == 1 and not cont.model.ssps.memories_filled()
     cont.fit()
