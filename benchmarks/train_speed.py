@@ -39,7 +39,7 @@ ENCODERS = {
     "resnet34": [
         "encoder.name=resnet34",
         "encoder.base_width=32",
-        "encoder.options={channels_last: true}",
+        "encoder.options={channels_last: true}",  # a CUDA layout: CPU keeps the default
     ],
 }
 METHODS = {

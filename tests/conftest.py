@@ -5,10 +5,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from ssps.data.manifest import Manifest, Utterance
 
 SR = 16000
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `cuda` run only where a CUDA device is present."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 def _voice(rng: np.random.Generator, f0: float, seconds: float) -> np.ndarray:

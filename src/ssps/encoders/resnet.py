@@ -9,6 +9,8 @@ mean and std) and a linear layer give the embedding (B, embed_dim).
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
@@ -20,6 +22,8 @@ STAGE_STRIDES = (1, 2, 2, 2)
 POOLING_MODES = ("sap", "asp")
 ATTENTION_CHANNELS = 128
 SE_REDUCTION = 8
+
+log = logging.getLogger("ssps.encoders.resnet")
 
 
 class SqueezeExcitation2d(nn.Module):
@@ -83,8 +87,11 @@ class ThinResNet34(nn.Module):
     """Thin ResNet-34: log-mel features (B, n_mels, T) -> embeddings (B, embed_dim).
 
     `pooling` is "sap" (self-attentive pooling, weighted mean) or "asp" (attentive statistics
-    pooling, weighted mean and std). `channels_last=True` runs the convolutions in the
-    channels-last memory format, which is faster on CPU; the weights are the same either way.
+    pooling, weighted mean and std). `channels_last=True` feeds the convolutions a
+    channels-last input on CUDA devices, where cuDNN runs that layout faster. On a CPU the
+    default layout is kept (one log line says so): torch's CPU channels-last convolution
+    backward corrupts memory on some CPUs (AMD EPYC, torch 2.13). The weights always stay in
+    the default layout, so checkpoints and outputs are the same either way.
     """
 
     def __init__(
@@ -144,8 +151,7 @@ class ThinResNet34(nn.Module):
         pooled_channels = 2 * folded_channels if pooling == "asp" else folded_channels
         self.projection = nn.Linear(pooled_channels, embed_dim)
         self._init_weights()
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
+        self._told_cpu_fallback = False
 
     def _init_weights(self) -> None:
         """He initialisation of the 2-D convolutions, as in voxceleb_trainer."""
@@ -153,11 +159,24 @@ class ThinResNet34(nn.Module):
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
+    def _channels_last_on_cuda(self, image: torch.Tensor) -> torch.Tensor:
+        """The channels-last copy of `image` on CUDA; `image` unchanged (and one log line) on
+        any other device."""
+        if image.is_cuda:
+            return image.contiguous(memory_format=torch.channels_last)
+        if not self._told_cpu_fallback:
+            log.info(
+                "ThinResNet34: channels_last is a CUDA layout; on %s the default layout is kept",
+                image.device.type,
+            )
+            self._told_cpu_fallback = True
+        return image
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         check_features(features, self.n_mels)
         image = features.unsqueeze(1)  # (B, 1, n_mels, T)
         if self.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+            image = self._channels_last_on_cuda(image)
         maps = self.stages(self.stem(image))  # (B, 8 base_width, F', T')
         frames = maps.reshape(maps.shape[0], -1, maps.shape[-1])  # (B, 8 base_width F', T')
         return self.projection(self.pooling(frames))
