@@ -290,3 +290,31 @@ def test_bad_features_raise_naming_the_problem() -> None:
         model(torch.randn(1, 40, 20))
     with pytest.raises(ValueError, match=r"\(B, n_mels, T\)"):
         model(torch.randn(N_MELS, 20))
+
+
+def test_ecapa_without_embedding_norm_ends_with_the_linear_layer() -> None:
+    """sslsv's (and SpeechBrain's) head: pooling -> BN -> linear, no BatchNorm after it."""
+    torch.manual_seed(0)
+    model = ECAPATDNN(N_MELS, **TINY_ECAPA_SE, embedding_norm=False).eval()
+    with_norm = ECAPATDNN(N_MELS, **TINY_ECAPA_SE).eval()
+    assert isinstance(model.embedding_norm, nn.Identity)
+    assert isinstance(with_norm.embedding_norm, nn.BatchNorm1d)
+    features = torch.randn(2, N_MELS, 40)
+    pooled = {}
+    model.projection.register_forward_hook(lambda m, i, o: pooled.update(out=o))
+    with torch.no_grad():
+        torch.testing.assert_close(model(features), pooled["out"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="embedding_norm"):
+        ECAPATDNN(N_MELS, **TINY_ECAPA_SE, embedding_norm="no")
+
+
+@pytest.mark.parametrize("name", ["simclr", "simclr_ssps", "dino", "dino_ssps"])
+def test_paper_configs_build_the_papers_ecapa_head(name: str) -> None:
+    from pathlib import Path
+
+    from ssps.config import load_config
+
+    config_path = Path(__file__).resolve().parents[1] / "configs" / "paper" / f"{name}.yaml"
+    config = load_config(config_path, [])
+    options = config.encoder.build_options()
+    assert options["embedding_norm"] is False

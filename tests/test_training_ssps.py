@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from conftest import make_trainer, overrides
-from ssps.checkpoints import load_checkpoint
+from ssps.checkpoints import epoch_path, load_checkpoint, memory_path
 from ssps.config import load_config
+from ssps.train import trainer as trainer_module
 from ssps.train.metrics_log import read_metrics
-from ssps.train.trainer import SSPS_MEMORY, Trainer
+from ssps.train.trainer import Trainer
 
 SSPS = [
     "method.ssps.enabled=true",
@@ -49,9 +50,11 @@ def test_ssps_starts_at_start_epoch_and_reports_diagnostics(tiny_corpus, tmp_pat
     for record in records[1:]:
         assert 0 <= record["ssps_coverage"] <= 1
         assert 0 <= record["kmeans_nmi_speaker"] <= 1
-    memory = load_checkpoint(tmp_path / "r" / "checkpoints" / SSPS_MEMORY)
+    folder = tmp_path / "r" / "checkpoints"
+    memory = load_checkpoint(memory_path(folder, 2))
     assert memory["epoch"] == 2
     assert memory["memories"]["reference"]["seen"].any()
+    assert sorted(p.name for p in folder.glob("ssps_memory_*")) == ["ssps_memory_002.pt"]
 
 
 def test_ssps_resume_samples_exactly_as_uninterrupted(tiny_corpus, tmp_path):
@@ -64,13 +67,21 @@ def test_ssps_resume_samples_exactly_as_uninterrupted(tiny_corpus, tmp_path):
     assert full[-1]["ssps_coverage"] == part[-1]["ssps_coverage"]
 
 
-def test_continuation_from_a_base_fills_memories_with_an_eval_pass(tiny_corpus, tmp_path):
+@pytest.mark.parametrize(
+    "extra", [[], [*DINO, "method.ssps.positive_form=bottleneck"]], ids=["simclr", "dino"]
+)
+def test_continuation_from_a_base_fills_memories_with_a_train_mode_pass(
+    tiny_corpus, tmp_path, extra
+):
     base = tmp_path / "base"
-    make_trainer(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=2").fit()
+    make_trainer(
+        tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=2", *extra
+    ).fit()
     cont = make_trainer(
         tiny_corpus,
         tmp_path / "cont",
         *SSPS,
+        *extra,
         "trainer.epochs=2",
         "method.ssps.start_epoch=1",
         f"trainer.init_from={base}",
@@ -80,6 +91,123 @@ def test_continuation_from_a_base_fills_memories_with_an_eval_pass(tiny_corpus, 
     assert cont.model.ssps.memories_filled()
     assert bool(cont.model.ssps.reference.seen.all())  # every utterance got a reference
     assert read_metrics(tmp_path / "cont", "epoch")[0]["ssps_coverage"] > 0
+
+
+def _batchnorm_buffers(model) -> list[torch.Tensor]:
+    return [
+        b.clone()
+        for m in model.modules()
+        if isinstance(m, torch.nn.BatchNorm1d)
+        for b in m.buffers()
+    ]
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_memory_fill_stores_what_a_training_step_stores(tiny_corpus, tmp_path, mode):
+    """The fill's queued positives are the train-mode outputs of the last batch's second
+    view (eval-mode ones with fill_mode=eval), and BatchNorm statistics do not move."""
+    base = tmp_path / "base"
+    make_trainer(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=2").fit()
+    cont = make_trainer(
+        tiny_corpus,
+        tmp_path / "cont",
+        *SSPS,
+        "method.ssps.queue_size=4",  # one batch: the last one the fill saw
+        "trainer.epochs=2",
+        "method.ssps.start_epoch=1",
+        f"method.ssps.fill_mode={mode}",
+        f"trainer.init_from={base}",
+    )
+    before = _batchnorm_buffers(cont.model)
+    cont._fill_ssps_memories(1)
+    for a, b in zip(before, _batchnorm_buffers(cont.model), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    last = len(cont.loader) - 1
+    batch = list(cont.loader)[last]
+    views = cont._views_on_device(batch, 0, last)
+    cont.model.train(mode == "train")
+    with torch.no_grad():
+        _, z2 = cont.model.positive_branch(views)
+    queue = cont.model.ssps.queue
+    assert torch.equal(queue.indices, batch["index"])
+    torch.testing.assert_close(queue.tensors["positive"], z2)
+    cont.model.train(mode != "train")
+    with torch.no_grad():
+        _, other = cont.model.positive_branch(views)
+    assert not torch.allclose(queue.tensors["positive"], other, atol=1e-4)
+
+
+def _final_weights(run_dir) -> dict[str, torch.Tensor]:
+    from ssps.checkpoints import epoch_checkpoints
+
+    return load_checkpoint(epoch_checkpoints(run_dir)[-1])["model"]
+
+
+def _assert_same_run(a, b, epochs) -> None:
+    for key, value in _final_weights(a).items():
+        torch.testing.assert_close(_final_weights(b)[key], value, rtol=0, atol=0, msg=key)
+    ra, rb = read_metrics(a, "epoch"), read_metrics(b, "epoch")
+    for epoch in epochs:
+        got = next(r for r in rb if r["epoch"] == epoch)
+        want = next(r for r in ra if r["epoch"] == epoch)
+        for key in ("loss", "ssps_coverage", "ssps_speaker_accuracy", "kmeans_nmi_speaker"):
+            assert got.get(key) == want.get(key), (epoch, key)
+
+
+DETERMINISTIC = ["method.ssps.start_epoch=1", "trainer.deterministic=true"]
+
+
+def test_continuing_an_ssps_run_past_its_start_epoch(tiny_corpus, tmp_path):
+    """init_from an SSPS run that is already active reuses its memories and equals the
+    uninterrupted run (before: TypeError in select, the fill sampled with no clusters)."""
+    schedule = ["trainer.schedule_epochs=4", *DETERMINISTIC]
+    run(tiny_corpus, tmp_path / "full", "trainer.epochs=4", *schedule)
+    run(tiny_corpus, tmp_path / "first", "trainer.epochs=3", *schedule)
+    run(
+        tiny_corpus,
+        tmp_path / "more",
+        "trainer.epochs=4",
+        f"trainer.init_from={tmp_path / 'first'}",
+        *schedule,
+    )
+    _assert_same_run(tmp_path / "full", tmp_path / "more", [3])
+
+
+def test_kill_between_memory_and_checkpoint_writes_resumes_exactly(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    """A run killed after writing epoch 1's memories but before its checkpoint resumes from
+    epoch 0's checkpoint and memories and ends as the uninterrupted run."""
+    run(tiny_corpus, tmp_path / "full", "trainer.epochs=3", *DETERMINISTIC)
+    killed = tmp_path / "killed"
+    real_save = trainer_module.save_atomic
+
+    def save_then_die(state, path):
+        if path == epoch_path(killed, 1):
+            raise KeyboardInterrupt("killed between the two writes")
+        return real_save(state, path)
+
+    monkeypatch.setattr(trainer_module, "save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_corpus, killed, "trainer.epochs=3", *DETERMINISTIC)
+    monkeypatch.setattr(trainer_module, "save_atomic", real_save)
+    assert memory_path(killed / "checkpoints", 1).is_file()
+    assert memory_path(killed / "checkpoints", 0).is_file()
+    run(tiny_corpus, killed, "trainer.epochs=3", *DETERMINISTIC)
+    _assert_same_run(tmp_path / "full", killed, [1, 2])
+
+
+def test_resume_without_the_epochs_memories_refills_them(tiny_corpus, tmp_path, caplog):
+    """Memories missing for the checkpoint resumed from (e.g. deleted, or from another
+    epoch) are refilled by the fill pass; the run finishes (before: TypeError every time)."""
+    r = tmp_path / "r"
+    run(tiny_corpus, r, "trainer.epochs=3", *DETERMINISTIC)
+    epoch_path(r, 2).unlink()
+    assert not memory_path(r / "checkpoints", 1).exists()
+    with caplog.at_level("INFO", logger="ssps.train"):
+        records = run(tiny_corpus, r, "trainer.epochs=3", *DETERMINISTIC)
+    assert "refilling them" in caplog.text and "train-mode pass" in caplog.text
+    assert records[-1]["epoch"] == 2 and 0 < records[-1]["ssps_coverage"] <= 1
 
 
 def test_reference_crop_is_never_augmented(tiny_corpus, tmp_path):

@@ -2,8 +2,10 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings and nested dicts/lists, so it
 loads with `torch.load(weights_only=True)`: a file from elsewhere cannot run code.
-Layout of a run directory: `checkpoints/epoch_NNN.pt` (one per finished epoch) and
-`checkpoints/avg.pt` (the average of the last N, model weights only).
+Layout of a run directory: `checkpoints/epoch_NNN.pt` (one per finished epoch),
+`checkpoints/avg.pt` (the average of the last N, model weights only) and, for SSPS runs,
+`checkpoints/ssps_memory_NNN.pt` (the memories at the end of epoch NNN; only the newest is
+kept, and it is written before the epoch checkpoint so the two cannot disagree).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
+MEMORY_FILE = re.compile(r"^ssps_memory_(\d+)\.pt$")
 
 
 class CheckpointError(ValueError):
@@ -53,6 +56,21 @@ def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
 
 def epoch_path(run_dir: str | Path, epoch: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"epoch_{epoch:03d}.pt"
+
+
+def memory_path(folder: str | Path, epoch: int) -> Path:
+    """The SSPS memories saved with the checkpoint of `epoch` in a checkpoints folder."""
+    return Path(folder) / f"ssps_memory_{epoch:03d}.pt"
+
+
+def remove_memories_before(folder: str | Path, epoch: int) -> None:
+    """Delete the SSPS memory files of epochs before `epoch` (superseded by its own)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if (m := MEMORY_FILE.match(path.name)) and int(m.group(1)) < epoch:
+            path.unlink(missing_ok=True)
 
 
 def resolve_checkpoint(run_or_path: str | Path, which: str = "last") -> Path:

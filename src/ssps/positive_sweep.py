@@ -1,7 +1,7 @@
 """`ssps sweep-positives`: how good would SSPS's pseudo-positives be, starting from this run?
 
-Embeds a clean reference crop of every training utterance with a run's encoder (as the
-eval-mode pass of an SSPS continuation does), then runs one simulated SSPS epoch per
+Embeds a clean reference crop of every training utterance with a run's encoder (the eval-mode
+reference pass of an SSPS step), then runs one simulated SSPS epoch per
 setting of a K x M x |Q_pos| grid (`ssps.sampling.simulate`). With speaker and session
 labels in the manifest it reports coverage, speaker / session accuracy and the share of
 useful positives (same speaker, other session) for every setting, in seconds, before any

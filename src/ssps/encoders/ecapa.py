@@ -2,8 +2,10 @@
 
 log-mel (B, n_mels, T) -> TDNN block -> SE-Res2Net blocks -> multi-layer feature aggregation
 (concatenated block outputs into a 1x1 TDNN) -> attentive statistics pooling with global
-context -> BN -> linear -> BN -> embedding (B, embed_dim). Convolutions use reflect "same"
-padding and the conv -> ReLU -> BN order of SpeechBrain.
+context -> BN -> linear -> embedding (B, embed_dim). Convolutions use reflect "same"
+padding and the conv -> ReLU -> BN order of SpeechBrain. `embedding_norm=True` adds the
+final BatchNorm of the original ECAPA-TDNN paper after the linear layer (SpeechBrain and
+sslsv, the SSPS paper's code, have none).
 """
 
 from __future__ import annotations
@@ -167,8 +169,11 @@ class ECAPATDNN(nn.Module):
         kernel_sizes: Sequence[int] = (5, 3, 3, 3, 1),
         dilations: Sequence[int] = (1, 2, 3, 4, 1),
         global_context: bool = True,
+        embedding_norm: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(embedding_norm, bool):
+            raise ValueError(f"ECAPATDNN: embedding_norm must be a bool, got {embedding_norm!r}")
         channels = _positive_int_tuple("channels", channels)
         kernel_sizes = _positive_int_tuple("kernel_sizes", kernel_sizes)
         dilations = _positive_int_tuple("dilations", dilations)
@@ -214,7 +219,7 @@ class ECAPATDNN(nn.Module):
         )
         self.pooling_norm = nn.BatchNorm1d(2 * pooled_channels)
         self.projection = nn.Linear(2 * pooled_channels, embed_dim)
-        self.embedding_norm = nn.BatchNorm1d(embed_dim)
+        self.embedding_norm = nn.BatchNorm1d(embed_dim) if embedding_norm else nn.Identity()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         check_features(features, self.n_mels, self.min_frames)

@@ -63,8 +63,9 @@ class Method(nn.Module, metaclass=ABCMeta):
         encoder.train(was_training)
         return torch.nn.functional.normalize(embeddings.float(), dim=1)
 
-    def ssps_fill(self, views: dict[str, torch.Tensor], batch: dict, info: StepInfo) -> None:
-        """Write one batch into the SSPS memories without training (eval-mode pass)."""
+    def ssps_fill(self, views: dict[str, torch.Tensor], batch: dict) -> None:
+        """Write one batch into the SSPS memories as a training step would, without
+        training or sampling (the caller sets the mode and freezes BatchNorm statistics)."""
         raise ValueError(f"method '{self.name}' does not support SSPS")
 
     def on_epoch_start(self, epoch: int) -> None:

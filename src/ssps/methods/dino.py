@@ -190,19 +190,27 @@ class DINO(Method):
             return super().reference_embeddings(waves)
         return F.normalize(self.teacher_encoder(self.frontend(waves)).float(), dim=1)
 
+    def _stored_positive(self, z: torch.Tensor) -> torch.Tensor:
+        """What the positive queue keeps of the teacher bottleneck z (B, n_global, d)."""
+        if self.ssps.config.positive_form == "logits":
+            return self.teacher_head.last_layer(z)
+        return z.half()
+
     def _ssps_step(self, z: torch.Tensor, views, batch, info: StepInfo) -> list[torch.Tensor]:
         reference = self.reference_embeddings(views["reference"][:, 0])
-        stored_logits = self.ssps.config.positive_form == "logits"
-        positive = self.teacher_head.last_layer(z) if stored_logits else z.half()
+        positive = self._stored_positive(z)
         out = self.ssps.step(
             batch["index"], reference, {"positive": positive}, info.epoch, info.step
         )["positive"]
+        stored_logits = self.ssps.config.positive_form == "logits"
         logits = out.float() if stored_logits else self.teacher_head.last_layer(out.float())
         return list(logits.transpose(0, 1))
 
     @torch.no_grad()
-    def ssps_fill(self, views, batch, info: StepInfo) -> None:
-        self._ssps_step(self.teacher_bottleneck(views), views, batch, info)
+    def ssps_fill(self, views, batch) -> None:
+        reference = self.reference_embeddings(views["reference"][:, 0])
+        positive = self._stored_positive(self.teacher_bottleneck(views))
+        self.ssps.fill(batch["index"], reference, {"positive": positive})
 
     def training_loss(self, views, batch, info: StepInfo):
         teacher = self.teacher_outputs(views, batch, info)

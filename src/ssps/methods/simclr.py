@@ -94,6 +94,7 @@ class SimCLR(Method):
         return loss, {"accuracy": accuracy}
 
     @torch.no_grad()
-    def ssps_fill(self, views, batch, info: StepInfo) -> None:
+    def ssps_fill(self, views, batch) -> None:
         _, z2 = self.positive_branch(views)
-        self._ssps_step(z2, views, batch, info)
+        reference = self.reference_embeddings(views["reference"][:, 0])
+        self.ssps.fill(batch["index"], reference, {"positive": z2})

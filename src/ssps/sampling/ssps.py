@@ -7,6 +7,8 @@
 positive-branch outputs by those stored in the positive queue for a pseudo-positive
 (found by the configured sampler), then writes this batch's ORIGINAL outputs to the queue
 (so a batch never samples itself). Clustering runs at the start of every active epoch.
+`fill` only stores (no sampling, no diagnostics): the memory fill before a run's first
+active epoch, whatever epoch it stands for.
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ class SSPSConfig:
         False,
         "refinement: draw from a neighbour cluster only if the anchor's cluster is "
         "also among ITS M nearest (else the ordinary positive)",
+    )
+    fill_mode: str = option(
+        "train",
+        "pass that fills the memories when a run reaches an active epoch without them: "
+        "train (as a training step stores them, BatchNorm statistics frozen) or eval",
+        choices=("train", "eval"),
     )
     freeze_references: bool = option(
         False,
@@ -169,9 +177,20 @@ class SSPS:
             # The centroid variant substitutes no stored utterance: only coverage is defined.
             speakers = None if self.config.sampling == "kmeans" else self.speakers
             self.diagnostics.record(indices, slots, self.queue.indices, speakers, self.sessions)
+        self._push(indices, reference, positives)
+        return out
+
+    def fill(
+        self, indices: torch.Tensor, reference: torch.Tensor, positives: dict[str, torch.Tensor]
+    ) -> None:
+        """Store references and queue the positives, as a collecting step does, without
+        sampling: what fills the memories before the first active epoch of a run."""
+        self.reference.update(indices, reference)
+        self._push(indices, reference, positives)
+
+    def _push(self, indices, reference, positives: dict[str, torch.Tensor]) -> None:
         extra = {"_reference": reference} if self.config.sampling == "knn" else {}
         self.queue.push(indices, **positives, **extra)
-        return out
 
     @torch.no_grad()
     def select(self, indices, reference, epoch: int, step: int) -> torch.Tensor:
@@ -251,6 +270,12 @@ class SSPS:
     def load(self, state: dict) -> None:
         self.reference.load(state["reference"])
         self.queue.load(state["queue"])
+
+    def clear(self) -> None:
+        """Forget both memories (they are refilled before the next active epoch)."""
+        self.reference.seen.zero_()
+        self.queue.indices.fill_(-1)
+        self.queue.position = 0
 
 
 def _labels(ids: np.ndarray | None, device) -> torch.Tensor | None:

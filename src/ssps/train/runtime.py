@@ -9,6 +9,7 @@ import random
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 def init_distributed(device: torch.device) -> bool:
@@ -42,3 +43,21 @@ def autocast(device: torch.device, precision: str):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_statistics(model: nn.Module):
+    """Forward passes inside leave every BatchNorm's running statistics as they were (a
+    train-mode forward still normalises with the batch's own statistics)."""
+    saved = [
+        (module, {name: buffer.clone() for name, buffer in module.named_buffers(recurse=False)})
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for module, buffers in saved:
+                for name, value in buffers.items():
+                    getattr(module, name).copy_(value)

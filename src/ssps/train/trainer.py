@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from hashlib import sha1
 from pathlib import Path
 
 import torch
@@ -23,6 +24,8 @@ from ..checkpoints import (
     epoch_checkpoints,
     epoch_path,
     load_checkpoint,
+    memory_path,
+    remove_memories_before,
     resolve_checkpoint,
     save_atomic,
 )
@@ -36,13 +39,10 @@ from ..sampling import SSPS
 from ..seeds import derived_seed
 from .metrics_log import MetricsLog, truncate_metrics
 from .optim import apply_learning_rate, build_optimizer, learning_rate_at
-from .runtime import autocast, init_distributed, seed_everything
+from .runtime import autocast, frozen_batchnorm_statistics, init_distributed, seed_everything
 from .validation import Validator
 
 log = logging.getLogger("ssps.train")
-
-
-SSPS_MEMORY = "ssps_memory.pt"  # the latest epoch's SSPS memories (one file, overwritten)
 
 
 def build_ssps(config: Config, manifest: Manifest, model: Method, device) -> SSPS:
@@ -167,7 +167,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self._load_training_state(state)
             log.info("resuming %s after epoch %d", self.run_dir, state["epoch"])
-            self._restore_ssps(state["epoch"])
+            self._restore_ssps(found[-1].parent, state["epoch"])
             if is_main_process():
                 truncate_metrics(self.run_dir, state["epoch"] + 1)
             return state["epoch"] + 1
@@ -182,42 +182,65 @@ class Trainer:
             return 0
         self._load_training_state(state)
         log.info("continuing from %s after its epoch %d", path, state["epoch"])
+        self._restore_ssps(path.parent, state["epoch"])
         return state["epoch"] + 1
 
-    def _restore_ssps(self, epoch: int) -> None:
-        """Reload the SSPS memories saved with this epoch (else they are refilled later)."""
-        path = self.run_dir / "checkpoints" / SSPS_MEMORY
-        if self.model.ssps is None or not path.is_file():
+    def _memory_identity(self) -> dict:
+        """What SSPS memories must match to be reused: the training set, row for row."""
+        files = "\n".join(u.file for u in self.manifest.utterances)
+        return {"n_utterances": len(self.manifest), "files_sha1": sha1(files.encode()).hexdigest()}
+
+    def _save_ssps(self, epoch: int) -> None:
+        folder = self.run_dir / "checkpoints"
+        state = {"epoch": epoch, **self._memory_identity(), "memories": self.model.ssps.state()}
+        save_atomic(state, memory_path(folder, epoch))
+
+    def _restore_ssps(self, folder: Path, epoch: int) -> None:
+        """Load the SSPS memories saved with the checkpoint of `epoch` in `folder` when they
+        fit this run; otherwise they are refilled before the first active epoch."""
+        ssps = self.model.ssps
+        if ssps is None or not ssps.active(epoch + 1):
+            return
+        path = memory_path(folder, epoch)
+        if not path.is_file():
+            log.info("no SSPS memories saved with epoch %d in %s: refilling them", epoch, folder)
             return
         state = load_checkpoint(path, self.device)
-        if state["epoch"] == epoch:
-            self.model.ssps.load(state["memories"])
-        else:
-            log.warning(
-                "%s is from epoch %d, not %d: refilling the memories", path, state["epoch"], epoch
-            )
+        identity = self._memory_identity()
+        if any(state.get(key) != value for key, value in identity.items()):
+            log.warning("%s was written for another training set: refilling the memories", path)
+            return
+        try:
+            ssps.load(state["memories"])
+        except (KeyError, RuntimeError) as err:
+            log.warning("%s does not fit this SSPS config (%s): refilling the memories", path, err)
+            ssps.clear()
 
     def _fill_ssps_memories(self, epoch: int) -> None:
-        """One eval-mode pass over the training set that fills the SSPS memories (used when
-        a run starts at or after `start_epoch` without memories, e.g. from `init_from`)."""
-        log.info("filling the SSPS memories with an eval-mode pass (epoch %d)", epoch - 1)
+        """One pass over the whole training set that fills the SSPS memories as the epoch
+        before `epoch` would have (same crops and augmentation), without training: used when a run
+        reaches an active epoch without memories, e.g. continuing a base run. The positive
+        branch runs in train mode with BatchNorm statistics frozen, as a training step
+        stores it (`method.ssps.fill_mode=eval` for an eval-mode pass)."""
+        mode = self.config.method.ssps.fill_mode
+        log.info("filling the SSPS memories with a %s-mode pass (epoch %d)", mode, epoch - 1)
         self.dataset.set_epoch(epoch - 1)
         if self.sampler is not None:
             self.sampler.set_epoch(epoch - 1)
-        self.model.eval()
-        for i, batch in enumerate(
-            tqdm(
-                self.loader,
-                desc="SSPS memories",
-                leave=False,
-                disable=not (self.config.trainer.progress and is_main_process()),
-            )
-        ):
-            info = StepInfo(epoch - 1, i, self.steps_per_epoch, self.total_steps)
-            views = self._views_on_device(batch, epoch - 1, i)
-            batch = {k: v.to(self.device) for k, v in batch.items() if k != "views"}
-            with torch.no_grad(), autocast(self.device, self.config.trainer.precision):
-                self.model.ssps_fill(views, batch, info)
+        self.model.train(mode == "train")
+        with frozen_batchnorm_statistics(self.model):
+            for i, batch in enumerate(
+                tqdm(
+                    self.loader,
+                    desc="SSPS memories",
+                    leave=False,
+                    disable=not (self.config.trainer.progress and is_main_process()),
+                )
+            ):
+                views = self._views_on_device(batch, epoch - 1, i)
+                batch = {k: v.to(self.device) for k, v in batch.items() if k != "views"}
+                with torch.no_grad(), autocast(self.device, self.config.trainer.precision):
+                    self.model.ssps_fill(views, batch)
 
     def _load_training_state(self, state: dict) -> None:
         try:
@@ -327,10 +350,10 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             scaler=self.scaler.state_dict(),
         )
-        save_atomic(state, epoch_path(self.run_dir, epoch))
         if self.model.ssps is not None and self.model.ssps.collecting(epoch):
-            memories = {"epoch": epoch, "memories": self.model.ssps.state()}
-            save_atomic(memories, self.run_dir / "checkpoints" / SSPS_MEMORY)
+            self._save_ssps(epoch)  # first, so a checkpoint never lacks its memories
+        save_atomic(state, epoch_path(self.run_dir, epoch))
+        remove_memories_before(self.run_dir / "checkpoints", epoch)
         record = {"epoch": epoch, **summary}
         if self.validator is not None and self.validator.due(epoch):
             record.update(self.validator.run(self.model))
