@@ -249,3 +249,19 @@ def test_sweep_positives_command_reports_a_row_per_setting(tiny_run, tiny_corpus
     assert "| K | M | |Q_pos|" in capsys.readouterr().out
     assert main(["sweep-positives", str(tiny_run), "--manifest", manifest, "--clusters", "99"]) == 2
     assert "exceeds" in capsys.readouterr().err
+
+
+def test_ssps_active_from_epoch_zero_fills_then_trains(tiny_corpus, tmp_path):
+    """start_epoch 0 (e.g. init_mode=weights from a base): the fill uses epoch 0's crops
+    (before: set_epoch(-1) raised)."""
+    base = tmp_path / "base"
+    make_trainer(tiny_corpus, base, "trainer.epochs=1", "trainer.max_steps_per_epoch=2").fit()
+    records = run(
+        tiny_corpus,
+        tmp_path / "r",
+        "trainer.epochs=1",
+        "method.ssps.start_epoch=0",
+        f"trainer.init_from={base}",
+        "trainer.init_mode=weights",
+    )
+    assert 0 < records[0]["ssps_coverage"] <= 1

@@ -223,10 +223,11 @@ class Trainer:
         branch runs in train mode with BatchNorm statistics frozen, as a training step
         stores it (`method.ssps.fill_mode=eval` for an eval-mode pass)."""
         mode = self.config.method.ssps.fill_mode
-        log.info("filling the SSPS memories with a %s-mode pass (epoch %d)", mode, epoch - 1)
-        self.dataset.set_epoch(epoch - 1)
+        crops_of = max(epoch - 1, 0)  # SSPS active from epoch 0: fill with epoch 0's crops
+        log.info("filling the SSPS memories with a %s-mode pass (epoch %d)", mode, crops_of)
+        self.dataset.set_epoch(crops_of)
         if self.sampler is not None:
-            self.sampler.set_epoch(epoch - 1)
+            self.sampler.set_epoch(crops_of)
         self.model.train(mode == "train")
         with frozen_batchnorm_statistics(self.model):
             for i, batch in enumerate(
@@ -237,7 +238,7 @@ class Trainer:
                     disable=not (self.config.trainer.progress and is_main_process()),
                 )
             ):
-                views = self._views_on_device(batch, epoch - 1, i)
+                views = self._views_on_device(batch, crops_of, i)
                 batch = {k: v.to(self.device) for k, v in batch.items() if k != "views"}
                 with torch.no_grad(), autocast(self.device, self.config.trainer.precision):
                     self.model.ssps_fill(views, batch)
