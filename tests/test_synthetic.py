@@ -239,3 +239,66 @@ def test_snr_range_bounds_every_session_and_keeps_the_other_draws():
         assert channel.rt60_s == default.rt60_s and channel.noise_kind == default.noise_kind
     with pytest.raises(CorpusError, match="max_snr_db"):
         replace(SMALL, min_snr_db=30.0).validate()
+
+
+def test_channel_spread_scales_colouration_and_band_effects():
+    from scipy.signal import sosfreqz
+
+    from ssps.data.synthetic.channels import (
+        BAND_EFFECT_PROBABILITIES,
+        band_effect_probabilities,
+        microphone_eq,
+    )
+
+    np.testing.assert_allclose(band_effect_probabilities(1.0), BAND_EFFECT_PROBABILITIES)
+    assert band_effect_probabilities(0.0)[0] == 1.0  # no band / codec effect at all
+    assert band_effect_probabilities(2.0)[0] == pytest.approx(0.25)
+    assert band_effect_probabilities(2.0).sum() == pytest.approx(1.0)
+
+    def deviation(spread: float) -> float:
+        """Spread of the colouration in dB over 300-3000 Hz, averaged over 50 microphones."""
+        freqs = np.linspace(300.0, 3000.0, 64)
+        out = []
+        for seed in range(50):
+            _, h = sosfreqz(microphone_eq(np.random.default_rng(seed), SR, spread), freqs, fs=SR)
+            out.append(np.std(20 * np.log10(np.abs(h))))
+        return float(np.mean(out))
+
+    flat, one, two = deviation(0.0), deviation(1.0), deviation(2.0)
+    assert flat < 0.5 < one < two and two > 1.6 * one
+    with pytest.raises(CorpusError, match="channel_spread"):
+        CorpusConfig(channel_spread=-1.0).validate()
+
+
+def test_channel_spread_one_keeps_the_default_corpus_files():
+    from ssps.data.synthetic import session_channel
+
+    for session in range(SMALL.sessions_per_speaker):
+        default = session_channel(SMALL, "train", 1, session)
+        same = session_channel(replace(SMALL, channel_spread=1.0), "train", 1, session)
+        wider = session_channel(replace(SMALL, channel_spread=2.0), "train", 1, session)
+        np.testing.assert_array_equal(default.eq_sos, same.eq_sos)
+        assert default.band_effect == same.band_effect
+        assert wider.rt60_s == default.rt60_s and not np.array_equal(wider.eq_sos, default.eq_sos)
+
+
+def test_voxceleb_shaped_preset_has_the_shape_and_test_size_it_promises(tmp_path):
+    from ssps.cli import main
+    from ssps.data.synthetic import CORPUS_PRESETS, preset_config
+
+    config = preset_config("voxceleb-shaped")
+    config.validate()  # enough cross-session targets for its trials
+    assert config.train_speakers >= 200 and config.sessions_per_speaker >= 20
+    assert config.utterances_per_session <= 8
+    assert config.test_speakers >= 60 and config.n_trials >= 20000
+    assert preset_config("voxceleb-shaped", train_speakers=5).train_speakers == 5
+    assert "voxceleb-shaped-demo" in CORPUS_PRESETS
+    preset_config("voxceleb-shaped-demo").validate()
+    with pytest.raises(CorpusError, match="unknown corpus preset"):
+        preset_config("nope")
+    out = tmp_path / "c"
+    small = ["train_speakers=2", "test_speakers=2", "sessions_per_speaker=2", "n_trials=8"]
+    assert main(["prepare", "synthetic", str(out), "--preset", "voxceleb-shaped", *small]) == 0
+    stored = json.loads((out / "corpus.json").read_text())["config"]
+    assert stored["channel_spread"] == CORPUS_PRESETS["voxceleb-shaped"]["channel_spread"]
+    assert stored["utterances_per_session"] == 2 and stored["train_speakers"] == 2

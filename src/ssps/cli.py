@@ -112,12 +112,19 @@ def cmd_prepare_folder(args: argparse.Namespace) -> int:
 
 def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
     from .config_loader import load
-    from .data.synthetic import CorpusConfig, generate_corpus
+    from .data.synthetic import CORPUS_PRESETS, CorpusConfig, generate_corpus
 
-    config = load(CorpusConfig, args.config, args.overrides)
+    preset = [f"{k}={v}" for k, v in CORPUS_PRESETS[args.preset].items()]
+    config = load(CorpusConfig, args.config, preset + list(args.overrides))
     out = generate_corpus(args.out_dir, config, overwrite=args.overwrite)
     print(f"corpus ready in {out}")
     return 0
+
+
+def _corpus_presets() -> list[str]:
+    from .data.synthetic import CORPUS_PRESETS
+
+    return list(CORPUS_PRESETS)
 
 
 def cmd_prepare_voxceleb(args: argparse.Namespace) -> int:
@@ -208,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = prep.add_parser("synthetic", help="generate the built-in synthetic speaker corpus")
     p.add_argument("out_dir")
     p.add_argument("--config", help="YAML with CorpusConfig fields")
+    p.add_argument(
+        "--preset",
+        default="default",
+        choices=_corpus_presets(),
+        help="named corpus shape (the YAML and overrides apply on top of it)",
+    )
     p.add_argument("overrides", nargs="*", help="e.g. train_speakers=60")
     p.add_argument("--overwrite", action="store_true", help="replace a different corpus")
     p.set_defaults(func=cmd_prepare_synthetic)
@@ -255,7 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides written after an option, e.g. OUT --preset X a=1
+        if not (hasattr(args, "overrides") and all("=" in e for e in extra)):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError) as err:

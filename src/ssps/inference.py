@@ -225,7 +225,8 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def add_commands(subparsers: Any) -> None:
-    """Register `embed`, `verify`, `export`, `analyze`, `asnorm` and `sweep-positives`."""
+    """Register `embed`, `verify`, `export`, `analyze`, `asnorm`, `sweep-positives`,
+    `regime-model` and `compare`."""
     p = subparsers.add_parser("embed", help="embed audio files into an .npz (names, embeddings)")
     _add_model_arguments(p)
     p.add_argument("files", nargs="*", help="audio files")
@@ -309,3 +310,26 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="simulated training batch")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.set_defaults(func=_lazy(".positive_sweep", "cmd_sweep_positives"))
+
+    p = subparsers.add_parser(
+        "regime-model",
+        help="expected SSPS useful-positive share for a corpus shape and base EER (a model)",
+    )
+    p.add_argument("--speakers", type=int, required=True, help="training speakers")
+    p.add_argument("--sessions", type=int, required=True, help="sessions per speaker")
+    p.add_argument("--utterances", type=int, default=1, help="utterances per session")
+    p.add_argument("--base-eer", type=float, required=True, help="base cross-session EER, %%")
+    p.add_argument("--clusters", type=int, nargs="*", help="K values (default: S/6, S/2, S)")
+    p.add_argument("--neighbours", type=int, nargs="+", default=[1], help="M values")
+    p.add_argument("--queue", type=int, default=4096, help="|Q_pos|")
+    p.add_argument("--json", help="also write the result to this JSON file")
+    p.set_defaults(func=_lazy(".regime_model", "cmd_regime_model"))
+
+    p = subparsers.add_parser(
+        "compare", help="EER / minDCF of runs with speaker-bootstrap 95 %% intervals"
+    )
+    p.add_argument("runs", nargs="+", help="run directories or scores.txt files (same trials)")
+    p.add_argument("--names", nargs="*", help="a name per run (default: folder names)")
+    p.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
+    p.add_argument("--json", help="also write the result to this JSON file")
+    p.set_defaults(func=_lazy(".evaluation.bootstrap", "cmd_compare"))

@@ -12,10 +12,12 @@ same-utterance positives can learn the channel instead of the speaker.
 
 from .channels import SessionChannel, apply_channel, sample_channel
 from .corpus import (
+    CORPUS_PRESETS,
     CorpusConfig,
     CorpusError,
     RenderedUtterance,
     generate_corpus,
+    preset_config,
     render_speaker,
     sample_trials,
     session_channel,
@@ -24,6 +26,7 @@ from .corpus import (
 from .voices import SessionProsody, Voice, sample_session_prosody, sample_voice, synthesize_speech
 
 __all__ = [
+    "CORPUS_PRESETS",
     "CorpusConfig",
     "CorpusError",
     "RenderedUtterance",
@@ -32,6 +35,7 @@ __all__ = [
     "Voice",
     "apply_channel",
     "generate_corpus",
+    "preset_config",
     "render_speaker",
     "sample_channel",
     "sample_session_prosody",

@@ -128,20 +128,23 @@ def _biquad(kind: str, freq: float, gain_db: float, q: float, sample_rate: int) 
     return np.array(b + a) / a[0]
 
 
-def microphone_eq(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    """(n, 6) sos: a random high-pass roll-off, two shelves and 2-4 resonant peaks/dips.
+def microphone_eq(rng: np.random.Generator, sample_rate: int, spread: float = 1.0) -> np.ndarray:
+    """(n, 6) sos: a random high-pass roll-off, two shelves and 2-4 resonant peaks/dips;
+    `spread` scales every shelf and peak gain in dB (0: flat apart from the high-pass).
 
     The filter is scaled to unit mean power gain over 100-4000 Hz, so it colours the
     sound without changing its level much (the session gain sets the level).
     """
     nyquist = sample_rate / 2.0
     rows = [butter(2, rng.uniform(40.0, 250.0), "highpass", fs=sample_rate, output="sos")[0]]
-    rows.append(_biquad("lowshelf", rng.uniform(150, 500), rng.uniform(-6, 6), 0.7, sample_rate))
+    low_shelf = rng.uniform(150, 500)
+    rows.append(_biquad("lowshelf", low_shelf, spread * rng.uniform(-6, 6), 0.7, sample_rate))
     high_shelf = min(rng.uniform(2500, 6000), 0.8 * nyquist)
-    rows.append(_biquad("highshelf", high_shelf, rng.uniform(-9, 6), 0.7, sample_rate))
+    rows.append(_biquad("highshelf", high_shelf, spread * rng.uniform(-9, 6), 0.7, sample_rate))
     for _ in range(int(rng.integers(2, 5))):
         freq = float(np.exp(rng.uniform(np.log(150.0), np.log(0.75 * nyquist))))
-        rows.append(_biquad("peak", freq, rng.uniform(-10, 10), rng.uniform(0.7, 4.0), sample_rate))
+        gain = spread * rng.uniform(-10, 10)
+        rows.append(_biquad("peak", freq, gain, rng.uniform(0.7, 4.0), sample_rate))
     sos = np.stack(rows)
     _, response = sosfreqz(sos, np.linspace(100.0, 4000.0, 64), fs=sample_rate)
     sos[0, :3] /= np.sqrt(np.mean(np.abs(response) ** 2))
@@ -192,17 +195,28 @@ def _babble(rng: np.random.Generator, n: int, sample_rate: int, rir: np.ndarray)
     return fftconvolve(np.sum(talkers, axis=0), rir)[:n]
 
 
+def band_effect_probabilities(spread: float) -> np.ndarray:
+    """Probabilities of BAND_EFFECTS: "none" has BAND_EFFECT_PROBABILITIES[0] ** spread, the
+    effects share the rest in their default proportions (spread 1: the defaults)."""
+    none = BAND_EFFECT_PROBABILITIES[0] ** spread
+    effects = np.array(BAND_EFFECT_PROBABILITIES[1:])
+    return np.concatenate([[none], (1.0 - none) * effects / effects.sum()])
+
+
 def sample_channel(
     rng: np.random.Generator,
     sample_rate: int,
     noise_seconds: float,
     snr_range_db: tuple[float, float] = (5.0, 25.0),
+    spread: float = 1.0,
 ) -> SessionChannel:
     """Draw one session's channel; its noise bed lasts `noise_seconds`, its SNR is uniform
-    in `snr_range_db`."""
+    in `snr_range_db`. `spread` sets how far channels differ in what a reverb + noise
+    augmentation cannot imitate: microphone colouration gains (x spread, in dB) and how often
+    a band / codec effect is present (`band_effect_probabilities`)."""
     rir, rt60 = room_impulse_response(rng, sample_rate)
-    eq_sos = microphone_eq(rng, sample_rate)
-    band_effect = str(rng.choice(BAND_EFFECTS, p=BAND_EFFECT_PROBABILITIES))
+    eq_sos = microphone_eq(rng, sample_rate, spread)
+    band_effect = str(rng.choice(BAND_EFFECTS, p=band_effect_probabilities(spread)))
     band_sos = _band_filter(band_effect, rng, sample_rate)
     noise_kind = str(rng.choice(NOISE_KINDS, p=NOISE_KIND_PROBABILITIES))
     n_noise = max(int(noise_seconds * sample_rate), sample_rate)

@@ -58,6 +58,11 @@ class CorpusConfig:
     speaker_spread: float = option(
         1.0, "how far voices scatter in pitch, vocal-tract length and formants (difficulty)"
     )
+    channel_spread: float = option(
+        1.0,
+        "how far session channels differ in microphone colouration and band/codec effects "
+        "(what a reverb + noise augmentation cannot imitate); 0: only room and noise differ",
+    )
     min_snr_db: float = option(10.0, "lowest SNR of a session's background noise, dB")
     max_snr_db: float = option(25.0, "highest SNR of a session's background noise, dB")
     n_trials: int = option(2000, "trials in test/trials.txt, half of them target")
@@ -83,6 +88,7 @@ class CorpusConfig:
             min_seconds=0.5,
             max_seconds=self.min_seconds,
             speaker_spread=0.0,
+            channel_spread=0.0,
             max_snr_db=self.min_snr_db,
         )
         for name, minimum in minimums.items():
@@ -106,6 +112,46 @@ class CorpusConfig:
     def content(self) -> dict:
         """The fields that determine the files (all but `workers`), as stored in corpus.json."""
         return {k: v for k, v in asdict(self).items() if k != "workers"}
+
+
+# Named corpus shapes. "voxceleb-shaped" is VoxCeleb2's shape scaled to a CPU (many sessions
+# per speaker, few utterances each; VoxCeleb2 has ~24 videos per speaker, ~8 utterances per
+# video), with channels that a reverb + noise augmentation does not imitate and voices far
+# enough apart that a small base still finds a speaker's other sessions: the regime where
+# SSPS can help (docs/synthetic_corpus.md). "voxceleb-shaped-demo" is its scaled-down
+# version for `ssps demo`.
+CORPUS_PRESETS: dict[str, dict] = {
+    "default": {},
+    "voxceleb-shaped": dict(
+        train_speakers=200,
+        test_speakers=60,
+        sessions_per_speaker=20,
+        utterances_per_session=2,
+        n_trials=20000,
+        channel_spread=2.0,
+        speaker_spread=2.0,
+        min_snr_db=20.0,
+        max_snr_db=35.0,
+    ),
+    "voxceleb-shaped-demo": dict(
+        train_speakers=100,
+        test_speakers=30,
+        sessions_per_speaker=12,
+        utterances_per_session=2,
+        n_trials=6000,
+        channel_spread=2.0,
+        speaker_spread=2.0,
+        min_snr_db=20.0,
+        max_snr_db=35.0,
+    ),
+}
+
+
+def preset_config(name: str, **overrides) -> CorpusConfig:
+    """The CorpusConfig of preset `name` with `overrides` applied."""
+    if name not in CORPUS_PRESETS:
+        raise CorpusError(f"unknown corpus preset {name!r}; presets: {', '.join(CORPUS_PRESETS)}")
+    return CorpusConfig(**{**CORPUS_PRESETS[name], **overrides})
 
 
 @dataclass
@@ -144,7 +190,9 @@ def session_channel(
     """The recording channel shared by every utterance of one session."""
     rng = _rng(config, _CHANNEL, split, speaker_index, session_index)
     snr_range = (config.min_snr_db, config.max_snr_db)
-    return sample_channel(rng, config.sample_rate, config.max_seconds, snr_range)
+    return sample_channel(
+        rng, config.sample_rate, config.max_seconds, snr_range, config.channel_spread
+    )
 
 
 def render_speaker(
