@@ -157,6 +157,20 @@ def continuations(start: int, sessions: int, best: dict) -> list[tuple[str, dict
     ]
 
 
+def variants(also: list[str], start: int, best: dict) -> list[tuple[str, dict]]:
+    """`--also` continuations: SSPS at the preferred setting plus each one's overrides."""
+    out = []
+    k, m, q = best["n_clusters"], best["neighbours"], best["queue_size"]
+    for text in also:
+        name, _, overrides = text.partition(":")
+        extra = [o for o in overrides.split(",") if o]
+        if not name or not extra:
+            raise SystemExit(f"--also {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE]")
+        spec = {"variant": "ssps + " + " ".join(extra), "k": k, "m": m, "q": q}
+        out.append((f"simclr-ssps-{name}", {**spec, "args": ssps_args(k, m, q, start, *extra)}))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,6 +183,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="continuations run at once")
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides for every run")
+    parser.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="more SSPS continuations at the preferred setting, each with these overrides "
+        "(refinements, the memory fill mode), run after the four of the protocol",
+    )
+    parser.add_argument("--only", nargs="*", help="names of the continuations to run")
     parser.add_argument("--results", default="benchmarks/results/ssps_regime.json")
     args = parser.parse_args()
     started = time.time()
@@ -218,6 +241,8 @@ def main() -> None:
             {k: v for k, v in spec.items() if k != "args"},
         )
         for name, spec in continuations(args.base_epochs, sessions, best)
+        + variants(args.also, args.base_epochs, best)
+        if not args.only or name in args.only
     ]
     rows += train_runs(jobs, log_path, args.base_epochs, args.jobs, CONFIG)
     names = [r["name"] for r in rows]
@@ -241,7 +266,9 @@ def main() -> None:
         "load_average_end": os.getloadavg(),
         "command": "python benchmarks/ssps_regime.py "
         f"--corpus {args.corpus} --runs {args.runs} --base-epochs {args.base_epochs} "
-        f"--more-epochs {args.more_epochs} --jobs {args.jobs}",
+        f"--more-epochs {args.more_epochs} --jobs {args.jobs}"
+        + (f" --also {' '.join(args.also)}" if args.also else "")
+        + (f" --only {' '.join(args.only)}" if args.only else ""),
     }
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from ssps.cli import main
 def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SSPS_CACHE", str(tmp_path / "cache"))
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
-    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    saved = json.loads((tmp_path / "demo" / "results.json").read_text())
+    results, regime = saved["runs"], saved["regime"]
     names = [r["name"] for r in results]
     assert names == [
         "simclr-base",
@@ -21,9 +22,19 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
         "supervised",
     ]
     assert all(0 <= r["eer"] <= 100 for r in results)
+    for r in results:  # every EER carries its speaker-bootstrap interval
+        assert r["eer_ci95"][0] <= r["eer"] <= r["eer_ci95"][1]
+    assert "eer_relative_ci95" in results[2] and "eer_relative_ci95" not in results[1]
+    assert regime["sessions_per_speaker"] == 6 and 0 <= regime["ssps_useful"] <= 1
     oracle = results[3]
     assert oracle["ssps_speaker_accuracy"] == 1.0  # the oracle's positives are the speaker
     assert 0 < results[2]["ssps_coverage"] <= 1
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "simclr-ssps" in report and (tmp_path / "demo" / "det.png").is_file()
-    assert "| simclr-base |" in capsys.readouterr().out
+    assert "## Regime" in report and "useful positives" in report
+    assert "simclr-ssps is " in report and "continued SimCLR:" in report
+    printed = capsys.readouterr().out
+    assert "| simclr-base |" in printed and "SMOKE RUN" in printed
+    # the quick demo keeps its own folders, so a full demo never resumes its runs
+    assert (tmp_path / "demo" / "runs-quick").is_dir()
+    assert not (tmp_path / "demo" / "runs").exists()
