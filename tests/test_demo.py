@@ -10,7 +10,11 @@ from ssps.cli import main
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SSPS_CACHE", str(tmp_path / "cache"))
+    stale = tmp_path / "demo" / "runs-quick" / "simclr-base" / "checkpoints"
+    stale.mkdir(parents=True)
+    (stale / "epoch_099.pt").write_bytes(b"a run of an earlier demo")
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    assert not (stale / "epoch_099.pt").exists()  # never resumed
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
     results, regime = saved["runs"], saved["regime"]
     names = [r["name"] for r in results]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,8 @@ log = logging.getLogger("ssps.demo")
 @dataclass(frozen=True)
 class DemoPlan:
     corpus: CorpusConfig = field(default_factory=lambda: preset_config("voxceleb-shaped-demo"))
-    base_epochs: int = 10
-    more_epochs: int = 4
+    base_epochs: int = 12
+    more_epochs: int = 3
     batch_size: int = 64
     crop_seconds: float = 1.5
     channels: int = 64
@@ -128,8 +129,12 @@ def run_demo(out: Path, quick: bool = False) -> list[dict]:
     started = time.time()
     # The demo owns its corpus folder: a changed default config regenerates it.
     corpus = generate_corpus(out / f"corpus{plan.folder}", plan.corpus, overwrite=True)
+    runs = out / f"runs{plan.folder}"
+    if runs.exists():  # never resume a previous demo's runs (another config or corpus)
+        log.info("demo: removing the previous demo runs in %s", runs)
+        shutil.rmtree(runs)
     results, curves, regime = [], {}, {}
-    for name, run_dir, extra in demo_runs(plan, out / f"runs{plan.folder}"):
+    for name, run_dir, extra in demo_runs(plan, runs):
         log.info("demo: training %s", name)
         config = load_config(None, run_overrides(plan, corpus, run_dir) + extra)
         Trainer(config).fit()
