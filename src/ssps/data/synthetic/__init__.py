@@ -12,17 +12,16 @@ same-utterance positives can learn the channel instead of the speaker.
 
 from .channels import SessionChannel, apply_channel, sample_channel
 from .corpus import (
-    CORPUS_PRESETS,
     CorpusConfig,
     CorpusError,
     RenderedUtterance,
     generate_corpus,
-    preset_config,
     render_speaker,
     sample_trials,
     session_channel,
     speaker_voice,
 )
+from .presets import CORPUS_PRESETS, preset_config
 from .voices import SessionProsody, Voice, sample_session_prosody, sample_voice, synthesize_speech
 
 __all__ = [
