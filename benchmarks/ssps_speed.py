@@ -26,6 +26,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,14 +130,17 @@ def _time_step(sizes: dict, device: torch.device, labelled: bool, repeats: int) 
     }
 
 
-def time_kmeans(rows: int, k: int, device: torch.device, iterations: int = 10) -> dict:
+def time_kmeans(
+    rows: int, k: int, device: torch.device, iterations: int = 10, precision: str = "fp32"
+) -> dict:
     x = random_unit(rows, 512, device, 5)
     sync = synchroniser(device)
     if device.type == "cuda":  # library and kernel warm-up, not timed
-        spherical_kmeans(x[: 4 * k], k, 1, torch.Generator().manual_seed(1))
+        spherical_kmeans(x[: 4 * k], k, 1, torch.Generator().manual_seed(1), precision=precision)
     sync()
     start = time.perf_counter()
-    centroids, assign = spherical_kmeans(x, k, iterations, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    centroids, assign = spherical_kmeans(x, k, iterations, gen, precision=precision)
     sync()
     seconds = time.perf_counter() - start
     return {
@@ -144,7 +149,8 @@ def time_kmeans(rows: int, k: int, device: torch.device, iterations: int = 10) -
         "dim": 512,
         "k": k,
         "iterations": iterations,
-        "note": "iterations E+M steps plus the final assignment pass; fp32, chunk 16384",
+        "note": "iterations E+M steps plus the final assignment pass; chunk 16384",
+        "e_step_precision": precision,
         "threads": torch.get_num_threads(),
         "tf32": device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
         "kmeans_s": round(seconds, 2),
@@ -157,12 +163,41 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
+def time_baseline(src: Path, args) -> dict:
+    """The step of the SSPS code under `src` (a checkout), timed by this script in a child."""
+    repeats = args.repeats or (5 if args.quick else 30)
+    code = (
+        "import sys, json, torch; sys.argv = ['x']; import ssps_speed as s; "
+        f"sizes = s.QUICK if {args.quick} else s.FULL; "
+        f"row = s.time_step(sizes, torch.device('cpu'), False, {repeats}, 1); "
+        "import ssps; row['ssps_module'] = ssps.__file__; print(json.dumps(row))"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{src / 'src'}{os.pathsep}{Path(__file__).parent}"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    commit = subprocess.run(
+        ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(json.dumps({"baseline": commit, **row}), flush=True)
+    return {"source": str(src), "commit": commit, **row}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps (default 30)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-kmeans", action="store_true", help="time the sampling step only")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="a checkout of an earlier version: its SSPS step is timed first, in this run, "
+        "by this harness (1 thread, no labels), and reported beside",
+    )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
@@ -171,6 +206,7 @@ def main() -> None:
     sizes, kmeans_sizes = (QUICK, KMEANS_QUICK) if args.quick else (FULL, KMEANS)
     repeats = args.repeats or (5 if args.quick else 30)
     load_start = os.getloadavg()
+    baseline = time_baseline(args.baseline_src, args) if args.baseline_src else None
     steps, kmeans = [], []
     for device in devices:
         default = torch.get_num_threads()
@@ -179,18 +215,21 @@ def main() -> None:
             for labelled in (False, True):
                 steps.append(time_step(sizes, device, labelled, repeats, threads))
                 print(json.dumps(steps[-1]), flush=True)
-        kmeans.append(time_kmeans(*kmeans_sizes[device.type], device))
-        print(json.dumps(kmeans[-1]), flush=True)
+        if not args.no_kmeans:
+            kmeans.append(time_kmeans(*kmeans_sizes[device.type], device))
+            print(json.dumps(kmeans[-1]), flush=True)
     first = [r for r in steps if r["device"] == steps[0]["device"] and not r["labels"]]
     best = min(first, key=lambda r: r["sampling_step_ms"])
     report = {
         "quick": args.quick,
         "sampling_step_ms": best["sampling_step_ms"],
         "sampling_step_threads": best["threads"],
-        "kmeans_s": kmeans[0]["kmeans_s"],
-        "kmeans_threads": kmeans[0]["threads"],
+        "kmeans_s": kmeans[0]["kmeans_s"] if kmeans else None,
+        "kmeans_threads": kmeans[0]["threads"] if kmeans else None,
         "summary_device": steps[0]["device"],
-        "target_step_ms_cpu": 5.0,
+        "target_step_ms_cpu": 2.0,
+        "goal_step_ms_cpu": 1.0,
+        "baseline": baseline,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),

@@ -33,8 +33,8 @@ VARIANTS = {
 class Recorder(SSPS):
     """SSPS that keeps the (local) slots its last `select` returned."""
 
-    def select(self, indices, reference, epoch, step):
-        self.slots = super().select(indices, reference, epoch, step)
+    def select(self, *args, **kwargs):
+        self.slots = super().select(*args, **kwargs)
         return self.slots
 
 

@@ -309,7 +309,7 @@ def test_ecapa_without_embedding_norm_ends_with_the_linear_layer() -> None:
 
 
 @pytest.mark.parametrize("name", ["simclr", "simclr_ssps", "dino", "dino_ssps"])
-def test_paper_configs_build_the_papers_ecapa_head(name: str) -> None:
+def test_paper_configs_build_the_papers_ecapa_head_and_front_end(name: str) -> None:
     from pathlib import Path
 
     from ssps.config import load_config
@@ -318,3 +318,4 @@ def test_paper_configs_build_the_papers_ecapa_head(name: str) -> None:
     config = load_config(config_path, [])
     options = config.encoder.build_options()
     assert options["embedding_norm"] is False
+    assert config.features.pre_emphasis == 0.0  # the authors' front end has none

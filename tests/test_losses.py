@@ -139,3 +139,55 @@ def test_aam_softmax_applies_margin_to_target_only():
     idx = torch.arange(5)
     expected[idx, labels] = torch.cos(torch.acos(cos[idx, labels]) + 0.2) * 10.0
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+class BatchNormEncoder(TinyEncoder):
+    """TinyEncoder followed by a BatchNorm: its output depends on the batch it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(self.embed_dim)
+
+    def forward(self, x):
+        return self.norm(super().forward(x))
+
+
+def test_simclr_encodes_each_view_alone_as_the_reference_code():
+    from ssps.methods.simclr import SimCLR, SimCLRConfig
+
+    torch.manual_seed(0)
+    views = {"views": torch.randn(5, 2, 64) + torch.tensor([0.0, 3.0])[None, :, None]}
+    separate = SimCLR(MeanFrontEnd(), BatchNormEncoder(), SimCLRConfig()).train()
+    joint = SimCLR(MeanFrontEnd(), BatchNormEncoder(), SimCLRConfig(encode_views="joint")).train()
+    joint.load_state_dict(separate.state_dict())
+    z1, z2 = separate.positive_branch(views)
+    alone = separate.encode(views["views"][:, 0])  # view 1 normalised by its own statistics
+    torch.testing.assert_close(z1, alone)
+    j1, j2 = joint.positive_branch(views)
+    assert not torch.allclose(j1, z1, atol=1e-3)  # joint: statistics of both views mixed
+    joint.load_state_dict(separate.state_dict())  # same running statistics
+    separate.eval(), joint.eval()
+    for a, b in zip(separate.positive_branch(views), joint.positive_branch(views), strict=True):
+        torch.testing.assert_close(a, b)  # in eval mode the two are the same computation
+
+
+def test_dino_step_computes_each_softmax_once(monkeypatch):
+    """Loss and entropy metrics share one teacher softmax per global crop and one student
+    log-softmax per crop (the metrics used to redo the teacher's)."""
+    import ssps.methods.dino as dino_module
+    from ssps.methods.base import StepInfo
+
+    calls = {"softmax": 0, "log_softmax": 0}
+    for name in calls:
+        original = getattr(F, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(dino_module.F, name, counted)
+    dino = make_dino()
+    views = {"global": torch.randn(3, 2, 64), "local": torch.randn(3, 2, 32)}
+    loss, metrics = dino(views, {}, StepInfo(epoch=0, step=0, steps_per_epoch=1, total_steps=1))
+    assert calls == {"softmax": 2, "log_softmax": 4}
+    assert torch.isfinite(loss) and 0 < metrics["student_entropy"] <= math.log(32) + 1e-6

@@ -11,7 +11,13 @@ from scipy.stats import chisquare
 
 from ssps.sampling import nearest_clusters, spherical_kmeans
 from ssps.sampling.memories import PositiveQueue
-from ssps.sampling.samplers import draw_ranks, exp_weights, sample_by_group, sample_nearest
+from ssps.sampling.samplers import (
+    GroupIndex,
+    draw_ranks,
+    exp_weights,
+    sample_by_group,
+    sample_nearest,
+)
 
 
 def test_positive_queue_fifo_order_wraparound_and_age():
@@ -34,6 +40,27 @@ def test_positive_queue_fifo_order_wraparound_and_age():
         if total >= size:  # age: pushes since the slot was written, 0 for the newest
             assert queue.age().tolist() == [total - 1 - w for w in written_at]
     assert sorted(queue.age().tolist()) == list(range(size))
+    some = torch.tensor([4, 0, 2])
+    assert torch.equal(queue.age(some), queue.age()[some])
+
+
+@pytest.mark.parametrize("dist", ["uniform", "exp"])
+def test_group_index_restricted_to_the_asked_groups_draws_the_same_slots(dist):
+    """The per-step index sorts only the slots of the target groups: same draws as sorting
+    the whole queue, with ages given as a tensor or computed for the kept slots only."""
+    queue = PositiveQueue(500, {"z": (1,)}, "cpu", torch.float32)
+    queue.push(torch.arange(1300))  # wrapped: ages are a rotation
+    groups = _groups(500, 60, 11)
+    target = torch.randint(-1, 70, (256,), generator=torch.Generator().manual_seed(12))
+    u = _uniforms(256, 13)
+    whole = GroupIndex(groups, queue.age()).sample(target, u, dist, 0.7)
+    assert bool((whole >= 0).any()) and bool((whole < 0).any())
+    for ages in (queue.age(), queue.age):
+        restricted = GroupIndex(groups, ages, only=target).sample(target, u, dist, 0.7)
+        assert torch.equal(restricted, whole)
+    nothing = torch.full((4,), 99)  # no slot of any asked group
+    none_found = GroupIndex(groups, queue.age, only=nothing).sample(nothing, u[:4], dist, 0.7)
+    assert none_found.eq(-1).all()
 
 
 def _kmeans_loop(x: np.ndarray, k: int, iterations: int, seed: int):

@@ -29,8 +29,8 @@ SHAPES = {"z": (5,), "t": (2, 3)}
 class Recorder(SSPS):
     """SSPS that keeps the slots its last `select` returned."""
 
-    def select(self, indices, reference, epoch, step):
-        self.slots = super().select(indices, reference, epoch, step)
+    def select(self, *args, **kwargs):
+        self.slots = super().select(*args, **kwargs)
         return self.slots
 
 
@@ -390,3 +390,64 @@ def test_simulated_epoch_matches_labels_by_construction():
     assert oracle["ssps_speaker_accuracy"] == 1.0
     with pytest.raises(ValueError, match="batch_size"):
         simulate_epoch(config, refs, batch_size=0)
+
+
+def test_a_step_gathers_each_input_once(monkeypatch):
+    """Under DDP every gather is a collective: indices, references and each positive
+    tensor are gathered once per step and shared (they were gathered up to 3x)."""
+    import ssps.sampling.memories as memories_module
+    import ssps.sampling.ssps as ssps_module
+
+    calls = []
+
+    def counted(tensor):
+        calls.append(tuple(tensor.shape))
+        return tensor
+
+    monkeypatch.setattr(ssps_module, "gather", counted)
+    monkeypatch.setattr(memories_module, "gather", counted)
+    ssps = make()
+    fill(ssps)
+    ssps.on_epoch_start(1)
+    calls.clear()
+    indices, refs, positives = batch(50)
+    ssps.step(indices, refs, positives, epoch=1, step=50)
+    assert (ssps.slots >= 0).any()
+    assert sorted(calls) == sorted([(16,), (16, DIM), (16, 5), (16, 2, 3)])
+
+
+def test_frozen_references_need_no_reference_forward():
+    plain, frozen = make(), make(freeze_references=True)
+    for ssps in (plain, frozen):
+        fill(ssps)
+        ssps.on_epoch_start(1)
+    assert frozen.needs_reference(0) and not frozen.needs_reference(1)
+    assert plain.needs_reference(1)
+    assert make(sampling="knn", freeze_references=True).needs_reference(1)
+    assert make(freeze_references=True, min_similarity=0.5).needs_reference(1)
+    indices, refs, positives = batch(60)
+    with_refs = plain.step(indices, refs, positives, epoch=1, step=60)
+    without = frozen.step(indices, None, positives, epoch=1, step=60)
+    assert torch.equal(plain.slots, frozen.slots) and (frozen.slots >= 0).any()
+    for name in SHAPES:
+        torch.testing.assert_close(without[name], with_refs[name])
+
+
+def test_simclr_skips_the_reference_crop_once_the_memory_is_frozen():
+    from ssps.methods.base import StepInfo
+    from ssps.methods.simclr import SimCLR, SimCLRConfig
+    from test_losses import MeanFrontEnd, TinyEncoder
+
+    model = SimCLR(MeanFrontEnd(), TinyEncoder(embed_dim=DIM), SimCLRConfig())
+    config = SSPSConfig(enabled=True, start_epoch=1, n_clusters=4, queue_size=40)
+    config.freeze_references = True
+    model.attach_ssps(SSPS(config, N_UTT, DIM, {"positive": (DIM,)}, "cpu"))
+    views = {"views": torch.randn(16, 2, 64), "reference": torch.randn(16, 1, 64)}
+    for step in range(4):  # epoch 0 collects (reference crops read and stored)
+        info = StepInfo(epoch=0, step=step, steps_per_epoch=4, total_steps=8)
+        model(views, {"index": torch.arange(16) + 16 * step}, info)
+    model.on_epoch_start(1)
+    no_reference = {"views": views["views"]}  # reading the reference crop would fail
+    info = StepInfo(epoch=1, step=4, steps_per_epoch=4, total_steps=8)
+    loss, _ = model(no_reference, {"index": torch.arange(16)}, info)
+    assert torch.isfinite(loss) and model.ssps.epoch_metrics()["ssps_coverage"] > 0

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from ssps.checkpoints import (
@@ -17,8 +18,26 @@ def test_step_schedule_is_095_every_5_epochs():
     assert lrs == [1e-3, 1e-3, 1e-3 * 0.95, 1e-3 * 0.95**2, 1e-3 * 0.95**20]
 
 
-def test_cosine_schedule_warms_up_then_decays_to_min():
-    kw = dict(warmup_epochs=2, min_lr=1e-5)
+def test_cosine_schedule_matches_the_reference_code_step_by_step():
+    """The reference: np.linspace(0, lr, W) warm-up, then a cosine over all N steps indexed
+    by step - W. DINO's 10 of 100 epochs: mean lr over epochs 80-99 is 0.0204, not 0.0079."""
+    steps_per_epoch, epochs, lr, min_lr = 50, 100, 0.2, 1e-5
+    n, w = epochs * steps_per_epoch, 10 * steps_per_epoch
+    cosine = min_lr + 0.5 * (lr - min_lr) * (1 + np.cos(np.pi * np.arange(n) / n))
+    reference = np.concatenate((np.linspace(0, lr, w), cosine))[:n]
+    ours = np.array(
+        [
+            learning_rate("cosine", s, steps_per_epoch, n, lr, warmup_epochs=10, min_lr=min_lr)
+            for s in range(n)
+        ]
+    )
+    np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-15)
+    assert abs(ours[80 * steps_per_epoch :].mean() - 0.0204) < 5e-4
+    assert abs(ours[99 * steps_per_epoch] - 0.0059) < 1e-4  # epoch 99 starts at 0.0059
+
+
+def test_cosine_schedule_after_warmup_span_decays_to_min():
+    kw = dict(warmup_epochs=2, min_lr=1e-5, cosine_span="after-warmup")
     assert learning_rate("cosine", 0, 10, 100, 0.2, **kw) == 0.0
     assert abs(learning_rate("cosine", 10, 10, 100, 0.2, **kw) - 0.1) < 1e-12
     assert abs(learning_rate("cosine", 20, 10, 100, 0.2, **kw) - 0.2) < 1e-12

@@ -263,5 +263,18 @@ def test_ssps_active_from_epoch_zero_fills_then_trains(tiny_corpus, tmp_path):
         "method.ssps.start_epoch=0",
         f"trainer.init_from={base}",
         "trainer.init_mode=weights",
+        "method.ssps.queue_size=32",  # the whole fill is queued: every cluster has entries
     )
     assert 0 < records[0]["ssps_coverage"] <= 1
+
+
+@pytest.mark.parametrize(
+    "extra", [["method.simclr.projector=[8]"], DINO], ids=["simclr-projector", "dino"]
+)
+def test_centroid_sampling_refuses_a_positive_space_it_cannot_stand_in_for(
+    tiny_corpus, tmp_path, extra
+):
+    with pytest.raises(ValueError, match="sampling=kmeans substitutes a centroid"):
+        make_trainer(tiny_corpus, tmp_path / "r", *SSPS, "method.ssps.sampling=kmeans", *extra)
+    # without a projector the centroid is in the positive space: accepted
+    make_trainer(tiny_corpus, tmp_path / "ok", *SSPS, "method.ssps.sampling=kmeans")

@@ -65,6 +65,12 @@ class TrainerConfig:
     step_gamma: float = option(0.95, "step schedule: the factor")
     warmup_epochs: float = option(0.0, "linear warm-up from 0 (cosine schedule)")
     min_lr: float = option(1e-5, "cosine schedule: final lr")
+    cosine_span: str = option(
+        "schedule",
+        "cosine schedule: over all steps after the warm-up, as the reference code (decay "
+        "stops at 1 - warmup/schedule), or over the steps after the warm-up (reaches min_lr)",
+        choices=("schedule", "after-warmup"),
+    )
     seed: int = option(0, "seed of every random draw (crops, shuffling, augmentation, init)")
     deterministic: bool = option(False, "use deterministic algorithms (slower)")
     threads: int = option(0, "torch CPU threads (0: torch's default)")

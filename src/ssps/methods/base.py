@@ -46,6 +46,11 @@ class Method(nn.Module, metaclass=ABCMeta):
         """Shapes of the positive-branch outputs SSPS stores per sample (method-specific)."""
         raise ValueError(f"method '{self.name}' does not support SSPS")
 
+    def positives_in_reference_space(self) -> bool:
+        """Whether the positive-branch outputs live in the encoder's embedding space (what a
+        k-means centroid of reference embeddings can stand in for)."""
+        return False
+
     def training_views(self, reference_seconds: float | None) -> list[ViewSpec]:
         """The method's views plus, with SSPS, the clean reference crop (never augmented)."""
         specs = self.view_specs()
@@ -62,6 +67,13 @@ class Method(nn.Module, metaclass=ABCMeta):
         embeddings = encoder(frontend(waves))
         encoder.train(was_training)
         return torch.nn.functional.normalize(embeddings.float(), dim=1)
+
+    def ssps_reference(self, views: dict[str, torch.Tensor], epoch: int) -> torch.Tensor | None:
+        """This step's reference embeddings, or None where SSPS does not read them (frozen
+        memory): the 4 s eval-mode forward is then skipped."""
+        if not self.ssps.needs_reference(epoch):
+            return None
+        return self.reference_embeddings(views["reference"][:, 0])
 
     def ssps_fill(self, views: dict[str, torch.Tensor], batch: dict) -> None:
         """Write one batch into the SSPS memories as a training step would, without

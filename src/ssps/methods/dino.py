@@ -77,6 +77,30 @@ class DINOHead(nn.Module):
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))
 
 
+def teacher_probabilities(
+    teacher: list[torch.Tensor], center: torch.Tensor, temperature: float
+) -> list[torch.Tensor]:
+    """The centred, sharpened teacher distributions: one (B, K) tensor per global crop."""
+    return [F.softmax((t.float() - center) / temperature, dim=-1) for t in teacher]
+
+
+def student_log_probabilities(student: list[torch.Tensor], temperature: float):
+    return [F.log_softmax(s.float() / temperature, dim=-1) for s in student]
+
+
+def dino_cross_entropy(log_probs: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over (teacher crop, other student crop) pairs of the batch-mean cross-entropy;
+    student crops are in the teacher's order, the global crops first."""
+    total, terms = 0.0, 0
+    for iq, q in enumerate(targets):
+        for v, log_p in enumerate(log_probs):
+            if v == iq:
+                continue
+            total = total + torch.sum(-q * log_p, dim=-1).mean()
+            terms += 1
+    return total / terms
+
+
 def dino_loss(
     student: list[torch.Tensor],
     teacher: list[torch.Tensor],
@@ -89,16 +113,10 @@ def dino_loss(
     student: one (B, K) logit tensor per student crop, the global crops first, in the
     teacher's order; teacher: one (B, K) tensor per global crop; center: (1, K).
     """
-    targets = [F.softmax((t.float() - center) / teacher_temperature, dim=-1) for t in teacher]
-    log_probs = [F.log_softmax(s.float() / student_temperature, dim=-1) for s in student]
-    total, terms = 0.0, 0
-    for iq, q in enumerate(targets):
-        for v, log_p in enumerate(log_probs):
-            if v == iq:
-                continue
-            total = total + torch.sum(-q * log_p, dim=-1).mean()
-            terms += 1
-    return total / terms
+    return dino_cross_entropy(
+        student_log_probabilities(student, student_temperature),
+        teacher_probabilities(teacher, center, teacher_temperature),
+    )
 
 
 def ema_momentum(step: int, total_steps: int, start: float, end: float) -> float:
@@ -197,7 +215,7 @@ class DINO(Method):
         return z.half()
 
     def _ssps_step(self, z: torch.Tensor, views, batch, info: StepInfo) -> list[torch.Tensor]:
-        reference = self.reference_embeddings(views["reference"][:, 0])
+        reference = self.ssps_reference(views, info.epoch)
         positive = self._stored_positive(z)
         out = self.ssps.step(
             batch["index"], reference, {"positive": positive}, info.epoch, info.step
@@ -215,21 +233,19 @@ class DINO(Method):
     def training_loss(self, views, batch, info: StepInfo):
         teacher = self.teacher_outputs(views, batch, info)
         student = self.student_outputs(views)
-        temperature = self.teacher_temperature(info.epoch)
-        loss = dino_loss(
-            student, teacher, self.center, self.config.student_temperature, temperature
-        )
-        metrics = self._entropies(teacher, student, temperature)
+        # Each distribution is computed once and serves both the loss and the metrics.
+        targets = teacher_probabilities(teacher, self.center, self.teacher_temperature(info.epoch))
+        log_probs = student_log_probabilities(student, self.config.student_temperature)
+        loss = dino_cross_entropy(log_probs, targets)
+        metrics = self._entropies(targets, log_probs[: len(targets)])
         self._update_center(torch.cat(teacher))
         self._warn_on_collapse(metrics, info.epoch)
         return loss, metrics
 
     @torch.no_grad()
-    def _entropies(self, teacher, student, temperature: float) -> dict[str, float]:
-        t = F.softmax((torch.cat(teacher).float() - self.center) / temperature, dim=-1)
-        s = F.softmax(
-            torch.cat(student[: len(teacher)]).float() / self.config.student_temperature, -1
-        )
+    def _entropies(self, targets, global_log_probs) -> dict[str, float]:
+        t = torch.cat(targets)
+        s = torch.cat(global_log_probs).exp()
         return {
             "teacher_entropy": mean_entropy(t),
             "teacher_batch_entropy": mean_entropy(t.mean(dim=0, keepdim=True)),

@@ -23,6 +23,12 @@ class SimCLRConfig:
     temperature: float = option(0.03, "NT-Xent temperature")
     crop_seconds: float = option(2.0, "length of each of the two crops")
     projector: list[int] = option([], "projector MLP layer sizes after the encoder; [] for none")
+    encode_views: str = option(
+        "separate",
+        "separate: one encoder pass per view, as the reference code (BatchNorm statistics of "
+        "one view each); joint: both views as one 2B batch (statistics mix the two views)",
+        choices=("separate", "joint"),
+    )
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, float]:
@@ -71,18 +77,23 @@ class SimCLR(Method):
         return [ViewSpec("views", self.config.crop_seconds, 2)]
 
     def positive_branch(self, views: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected embeddings of both views: (B, D') each, encoded in one pass."""
+        """Projected embeddings of both views: (B, D') each."""
         x = views["views"]  # (B, 2, T)
+        if self.config.encode_views == "separate":
+            return self.projector(self.encode(x[:, 0])), self.projector(self.encode(x[:, 1]))
         b = x.shape[0]
         z = self.projector(self.encode(x.transpose(0, 1).reshape(2 * b, -1)))
         return z[:b], z[b:]
+
+    def positives_in_reference_space(self) -> bool:
+        return not self.config.projector
 
     def ssps_positive_shapes(self, form: str) -> dict[str, tuple[int, ...]]:
         dim = self.config.projector[-1] if self.config.projector else self.encoder.embed_dim
         return {"positive": (dim,)}
 
     def _ssps_step(self, z2: torch.Tensor, views, batch, info: StepInfo) -> torch.Tensor:
-        reference = self.reference_embeddings(views["reference"][:, 0])
+        reference = self.ssps_reference(views, info.epoch)
         out = self.ssps.step(batch["index"], reference, {"positive": z2}, info.epoch, info.step)
         return out["positive"]
 

@@ -14,13 +14,19 @@ import torch.nn.functional as F
 
 from ..distributed import is_distributed, rank, world_size
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-def _nearest(x: torch.Tensor, centroids: torch.Tensor, chunk: int) -> torch.Tensor:
-    """(N,) index of the most cosine-similar centroid, computed in chunks of rows."""
+
+def _nearest(
+    x: torch.Tensor, centroids: torch.Tensor, chunk: int, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """(N,) index of the most cosine-similar centroid, computed in chunks of rows (the
+    similarities in `dtype`, by default x's)."""
+    dtype = dtype or x.dtype
     out = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    ct = centroids.to(x.dtype).T  # (D, K)
+    ct = centroids.to(dtype).T  # (D, K)
     for start in range(0, x.shape[0], chunk):
-        out[start : start + chunk] = (x[start : start + chunk] @ ct).argmax(dim=1)
+        out[start : start + chunk] = (x[start : start + chunk].to(dtype) @ ct).argmax(dim=1)
     return out
 
 
@@ -30,12 +36,20 @@ def spherical_kmeans(
     iterations: int = 10,
     generator: torch.Generator | None = None,
     chunk: int = 16384,
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cluster the rows of x (N, D), assumed L2-normalised.
 
     Returns (centroids (K, D) float32, assignment (N,) long). `generator` (a CPU generator)
-    picks the initial rows; seed it identically on every rank.
+    picks the initial rows; seed it identically on every rank. `precision` is that of the
+    assignment (E-step) similarities: fp32, or bf16 (about 7x faster on a GPU; ties between
+    near-equidistant centroids may then go the other way). The M-step sums in float64.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"k-means precision must be one of {sorted(PRECISIONS)}, got {precision!r}"
+        )
+    dtype = PRECISIONS[precision]
     n = x.shape[0]
     if not 0 < k <= n:
         raise ValueError(f"k-means needs 0 < K <= N rows, got K={k}, N={n}")
@@ -45,7 +59,7 @@ def spherical_kmeans(
         dist.broadcast(centroids, src=0)
     share = x[rank() :: world_size()]
     for _ in range(iterations):
-        assign = _nearest(share, centroids, chunk)
+        assign = _nearest(share, centroids, chunk, dtype)
         sums = torch.zeros(k, x.shape[1], dtype=torch.float64, device=x.device)
         sums.index_add_(0, assign, share.double())
         counts = torch.bincount(assign, minlength=k).double()
@@ -54,7 +68,7 @@ def spherical_kmeans(
             dist.all_reduce(counts)
         updated = F.normalize(sums, dim=1).float()
         centroids = torch.where((counts > 0)[:, None], updated, centroids)
-    return centroids, _nearest(x, centroids, chunk)
+    return centroids, _nearest(x, centroids, chunk, dtype)
 
 
 def nearest_clusters(centroids: torch.Tensor, m: int, chunk: int = 4096) -> torch.Tensor:

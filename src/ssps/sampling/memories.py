@@ -21,9 +21,10 @@ class ReferenceMemory:
         self.embeddings = torch.zeros(n_utterances, dim, device=device, dtype=dtype)
         self.seen = torch.zeros(n_utterances, dtype=torch.bool, device=device)
 
-    def update(self, indices: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """indices (n,), embeddings (n, D) local to this rank."""
-        indices, embeddings = gather(indices), gather(embeddings.detach())
+    def update(self, indices: torch.Tensor, embeddings: torch.Tensor, gathered=False) -> None:
+        """indices (n,), embeddings (n, D): this rank's rows (every rank's if `gathered`)."""
+        if not gathered:
+            indices, embeddings = gather(indices), gather(embeddings.detach())
         self.embeddings[indices] = embeddings.to(self.embeddings.dtype)
         self.seen[indices] = True
 
@@ -45,25 +46,33 @@ class PositiveQueue:
         }
         self.position = 0  # next slot to write
 
-    def push(self, indices: torch.Tensor, **tensors: torch.Tensor) -> None:
-        """Write gathered rows at the write position, wrapping around (oldest overwritten)."""
-        indices = gather(indices)
-        rows = {name: gather(t.detach()) for name, t in tensors.items()}
+    def push(self, indices: torch.Tensor, gathered=False, **tensors: torch.Tensor) -> None:
+        """Write every rank's rows (gathered here unless `gathered`) at the write position,
+        wrapping around (oldest overwritten)."""
+        if not gathered:
+            indices = gather(indices)
+            tensors = {name: gather(t.detach()) for name, t in tensors.items()}
+        rows = tensors
         n = indices.shape[0]
         if n > self.size:  # only the newest `size` rows can survive
             indices, rows = indices[-self.size :], {k: v[-self.size :] for k, v in rows.items()}
             self.position = (self.position + n - self.size) % self.size
             n = self.size
-        slots = (self.position + torch.arange(n, device=indices.device)) % self.size
-        self.indices[slots] = indices
-        for name, value in rows.items():
-            self.tensors[name][slots] = value.to(self.tensors[name].dtype)
+        head = min(n, self.size - self.position)  # rows before the wrap, then the rest
+        for start, stop, offset in ((self.position, self.position + head, 0), (0, n - head, head)):
+            if stop > start:
+                self.indices[start:stop] = indices[offset : offset + stop - start]
+                for name, value in rows.items():
+                    part = value[offset : offset + stop - start]
+                    self.tensors[name][start:stop] = part.to(self.tensors[name].dtype)
         self.position = (self.position + n) % self.size
 
-    def age(self) -> torch.Tensor:
-        """(Q,) 0 for the newest slot, Q-1 for the oldest."""
-        slots = torch.arange(self.size, device=self.indices.device)
-        return (self.position - 1 - slots) % self.size
+    def age(self, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """Age of each slot (all by default): 0 for the newest, Q-1 for the oldest."""
+        if slots is None:
+            slots = torch.arange(self.size, device=self.indices.device)
+        newest = self.position - 1
+        return torch.where(slots <= newest, newest - slots, newest - slots + self.size)
 
     def state(self) -> dict:
         return {

@@ -47,6 +47,9 @@ class SSPSConfig:
     )
     exp_lambda: float = option(0.7, "lambda of the exp distributions")
     kmeans_iterations: int = option(10, "k-means iterations per clustering")
+    kmeans_precision: str = option(
+        "fp32", "k-means assignment similarities (bf16: faster on a GPU)", choices=("fp32", "bf16")
+    )
     reference_seconds: float = option(4.0, "length of the clean reference crop")
     positive_form: str = option(
         "logits",
@@ -137,7 +140,11 @@ class SSPS:
         k = min(self.config.n_clusters, seen.numel())
         generator = torch.Generator().manual_seed(derived_seed(self.seed, epoch, 7919))
         centroids, assign_seen = spherical_kmeans(
-            self.reference.embeddings[seen].float(), k, self.config.kmeans_iterations, generator
+            self.reference.embeddings[seen].float(),
+            k,
+            self.config.kmeans_iterations,
+            generator,
+            precision=self.config.kmeans_precision,
         )
         self.assign = torch.full_like(self.reference.seen, -1, dtype=torch.long)
         self.assign[seen] = assign_seen
@@ -160,53 +167,73 @@ class SSPS:
 
         indices (n,) and reference (n, D) are this rank's rows; positives maps a name to a
         (n, ...) tensor of positive-branch outputs. Returns the (substituted) positives.
+        `reference` may be None where `needs_reference(epoch)` is False. Under DDP every
+        input is gathered once, then shared by the memories and the sampler.
         """
+        rows = self._gathered(indices, reference, positives)
         if not (self.config.freeze_references and self.active(epoch)):
-            self.reference.update(indices, reference)
+            self.reference.update(rows["indices"], rows["reference"], gathered=True)
         out = dict(positives)
         if self.active(epoch):
-            slots = self.select(indices, reference, epoch, step)
-            found = slots >= 0
+            slots = self.select(indices, reference, epoch, step, gathered=rows)
+            found = (slots >= 0).nonzero().squeeze(1)  # anchors that found a pseudo-positive
             for name, value in positives.items():
-                if self.config.sampling == "kmeans":  # slots are target clusters here
-                    stored = self.centroids[slots.clamp(min=0)].to(value.dtype)
-                else:
-                    stored = self.queue.tensors[name][slots.clamp(min=0)].to(value.dtype)
-                mask = found.view(-1, *([1] * (value.dim() - 1)))
-                out[name] = torch.where(mask, stored, value)
+                kmeans = self.config.sampling == "kmeans"  # slots are target clusters there
+                source = self.centroids if kmeans else self.queue.tensors[name]
+                stored = source.index_select(0, slots.index_select(0, found)).to(value.dtype)
+                out[name] = value.clone().index_copy_(0, found, stored)
             # The centroid variant substitutes no stored utterance: only coverage is defined.
             speakers = None if self.config.sampling == "kmeans" else self.speakers
             self.diagnostics.record(indices, slots, self.queue.indices, speakers, self.sessions)
-        self._push(indices, reference, positives)
+        self._push(rows)
         return out
+
+    def needs_reference(self, epoch: int) -> bool:
+        """Whether a step at `epoch` reads this batch's reference embeddings: not when the
+        memory is frozen and the sampler ignores them (the method may skip that forward)."""
+        frozen = self.config.freeze_references and self.active(epoch)
+        return not frozen or self.config.sampling == "knn" or self.config.min_similarity > -1
 
     def fill(
         self, indices: torch.Tensor, reference: torch.Tensor, positives: dict[str, torch.Tensor]
     ) -> None:
         """Store references and queue the positives, as a collecting step does, without
         sampling: what fills the memories before the first active epoch of a run."""
-        self.reference.update(indices, reference)
-        self._push(indices, reference, positives)
+        rows = self._gathered(indices, reference, positives)
+        self.reference.update(rows["indices"], rows["reference"], gathered=True)
+        self._push(rows)
 
-    def _push(self, indices, reference, positives: dict[str, torch.Tensor]) -> None:
-        extra = {"_reference": reference} if self.config.sampling == "knn" else {}
-        self.queue.push(indices, **positives, **extra)
+    @staticmethod
+    def _gathered(indices, reference, positives: dict[str, torch.Tensor]) -> dict:
+        """Every rank's rows, in rank order (a no-op in a single process)."""
+        return {
+            "indices": gather(indices),
+            "reference": None if reference is None else gather(reference.detach().float()),
+            "positives": {name: gather(value.detach()) for name, value in positives.items()},
+        }
+
+    def _push(self, rows: dict) -> None:
+        extra = {"_reference": rows["reference"]} if self.config.sampling == "knn" else {}
+        self.queue.push(rows["indices"], **rows["positives"], **extra, gathered=True)
 
     @torch.no_grad()
-    def select(self, indices, reference, epoch: int, step: int) -> torch.Tensor:
+    def select(self, indices, reference, epoch: int, step: int, gathered=None) -> torch.Tensor:
         """(n,) queue slot of each local anchor's pseudo-positive, -1 for the fallback
         (for the centroid variant `kmeans`: the target cluster whose centroid substitutes).
 
         Draws are made for the whole gathered batch with a generator shared by all ranks,
         so the choice does not depend on how the batch is split across processes.
+        `gathered`: the step's already gathered rows (else gathered here).
         """
         cfg = self.config
-        all_indices, all_refs = gather(indices), gather(reference.float())
+        if gathered is None:
+            gathered = self._gathered(indices, reference, {})
+        all_indices, all_refs = gathered["indices"], gathered["reference"]
         n = indices.shape[0]
         local = slice(rank() * n, (rank() + 1) * n)
         gen = torch.Generator().manual_seed(derived_seed(self.seed, epoch, step))
         u = torch.rand(4, all_indices.shape[0], generator=gen).to(all_indices.device)
-        age = self.queue.age()
+        age = self.queue.age  # computed only for the slots a sampler looks at
         if cfg.sampling == "knn":
             slots = sample_nearest(
                 all_refs,

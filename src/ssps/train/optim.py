@@ -29,6 +29,7 @@ def learning_rate_at(cfg, step: int, steps_per_epoch: int, total_steps: int) -> 
         step_gamma=cfg.step_gamma,
         warmup_epochs=cfg.warmup_epochs,
         min_lr=cfg.min_lr,
+        cosine_span=cfg.cosine_span,
     )
 
 

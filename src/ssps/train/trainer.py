@@ -48,6 +48,13 @@ log = logging.getLogger("ssps.train")
 def build_ssps(config: Config, manifest: Manifest, model: Method, device) -> SSPS:
     """The SSPS sampler for this training set; labels only feed diagnostics and the oracle."""
     cfg = config.method.ssps
+    if cfg.sampling == "kmeans" and not model.positives_in_reference_space():
+        raise ValueError(
+            "method.ssps.sampling=kmeans substitutes a centroid of the reference embeddings "
+            "for the positive, so the positive branch must output that space (SimCLR with "
+            f"method.simclr.projector=[]); method '{config.method.name}' as configured does not"
+            " (use kmeans-repr)"
+        )
     compact = config.method.name == "dino" and cfg.positive_form == "bottleneck"
     return SSPS(
         cfg,
