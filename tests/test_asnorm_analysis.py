@@ -19,13 +19,8 @@ from ssps.analysis import (
     write_report,
 )
 from ssps.data.manifest import Manifest
-from ssps.evaluate import evaluate_run
-from ssps.evaluation.asnorm import (
-    as_norm,
-    balanced_subset,
-    cohort_embeddings,
-    evaluate_with_asnorm,
-)
+from ssps.evaluate import evaluate_run, evaluate_with_asnorm
+from ssps.evaluation.asnorm import as_norm, balanced_subset, cohort_embeddings
 from ssps.evaluation.embeddings import extract_embeddings
 from ssps.evaluation.metrics import compute_eer
 from ssps.evaluation.trials import read_trials
@@ -240,3 +235,31 @@ def test_evaluate_cli_reports_raw_and_asnorm(asnorm_run, tiny_corpus, tmp_path, 
     normalised = json.loads((asnorm_run / "evaluation_asnorm.json").read_text())
     raw = json.loads((tmp_path / "raw.json").read_text())
     assert normalised["eer"] == pytest.approx(raw["eer"]) and "asnorm_eer" in normalised
+
+
+def test_evaluate_with_asnorm_embeds_each_trial_file_once(
+    asnorm_run, tiny_corpus, tmp_path, monkeypatch
+):
+    import ssps.evaluation.asnorm as asnorm_module
+    import ssps.evaluation.report as report_module
+
+    embedded: list[str] = []
+    for module in (report_module, asnorm_module):
+        original = module.extract_embeddings
+
+        def recording(embed_fn, files, *args, _original=original, **kwargs):
+            embedded.extend(files)
+            return _original(embed_fn, files, *args, **kwargs)
+
+        monkeypatch.setattr(module, "extract_embeddings", recording)
+    trials_path = tiny_corpus / "trials.txt"
+    cohort = tiny_corpus / "manifest.csv"
+    result = evaluate_with_asnorm(
+        asnorm_run, trials_path, None, cohort, None, 3, "avg", device="cpu", progress=False,
+        out_dir=tmp_path,
+    )  # fmt: skip
+    trial_files = read_trials(trials_path).files()
+    cohort_files = [u.file for u in Manifest.read(cohort).utterances]
+    # trial files once for both reports, cohort once (here the cohort is the same corpus)
+    assert sorted(embedded) == sorted(trial_files + cohort_files)
+    assert (tmp_path / "evaluation.json").is_file() and "asnorm_eer" in result

@@ -61,27 +61,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
+    from .evaluate import evaluate_run, evaluate_with_asnorm
 
     _setup_logging()
-    result = evaluate_run(
-        args.run_dir,
-        args.trials,
-        args.audio_root,
-        args.checkpoint,
-        args.json,
-        args.device,
-        args.batch_size,
-        args.p_target,
-    )
-    print(
-        f"EER {result['eer']:.3f} %  minDCF({result['p_target']}) {result['min_dcf']:.4f}  "
-        f"trials {result['n_trials']}  checkpoint {result['checkpoint']}"
-    )
-    if args.asnorm_cohort:
-        from .evaluation.asnorm import evaluate_with_asnorm
-
-        normalised = evaluate_with_asnorm(
+    common = dict(device=args.device, batch_size=args.batch_size, p_target=args.p_target)
+    if args.asnorm_cohort:  # one embedding pass serves both reports
+        result = evaluate_with_asnorm(
             args.run_dir,
             args.trials,
             args.audio_root,
@@ -89,13 +74,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.asnorm_root,
             args.asnorm_top_n,
             args.checkpoint,
-            device=args.device,
-            batch_size=args.batch_size,
-            p_target=args.p_target,
+            raw_json_path=args.json,
+            **common,
         )
+    else:
+        result = evaluate_run(
+            args.run_dir, args.trials, args.audio_root, args.checkpoint, args.json, **common
+        )
+    print(
+        f"EER {result['eer']:.3f} %  minDCF({result['p_target']}) {result['min_dcf']:.4f}  "
+        f"trials {result['n_trials']}  checkpoint {result['checkpoint']}"
+    )
+    if args.asnorm_cohort:
         print(
-            f"AS-norm (top {normalised['asnorm_top_n']}, cohort {normalised['cohort_size']}): "
-            f"EER {normalised['asnorm_eer']:.3f} %  minDCF {normalised['asnorm_min_dcf']:.4f}"
+            f"AS-norm (top {result['asnorm_top_n']}, cohort {result['cohort_size']}): "
+            f"EER {result['asnorm_eer']:.3f} %  minDCF {result['asnorm_min_dcf']:.4f}"
         )
     return 0
 

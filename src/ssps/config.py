@@ -46,6 +46,9 @@ class DataConfig:
     batch_size: int = option(256, "global batch size (split across DDP ranks)")
     num_workers: int = option(2, "DataLoader worker processes per rank")
     max_bad_fraction: float = option(0.01, "stop when more than this fraction of files is bad")
+    min_seconds: float = option(
+        0.1, "training files shorter than this are reported and skipped (they would be looped)"
+    )
 
 
 @dataclass

@@ -68,6 +68,11 @@ class LogMelFrontEnd(nn.Module):
         self.register_buffer("fbank", fbank, persistent=False)
         self.norm = nn.InstanceNorm1d(cfg.n_mels, affine=False, track_running_stats=False)
 
+    def min_samples(self, frames: int = 1) -> int:
+        """The shortest waveform giving at least `frames` frames (the centred STFT's reflect
+        padding also needs more than n_fft / 2 samples)."""
+        return max(self.config.n_fft // 2 + 1, (frames - 1) * self.config.hop_length)
+
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         # waves (B, T) -> features (B, n_mels, frames); always computed in float32.
         cfg = self.config

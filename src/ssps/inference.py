@@ -123,9 +123,14 @@ class SpeakerEncoder:
             return self.embed_many([audio])[0]
         import torch
 
-        from .evaluation.embeddings import _embed_waves
+        from .evaluation.embeddings import _embed_waves, too_short
 
         wave = self._as_wave(audio, sample_rate)
+        minimum = self.model.min_samples()
+        if wave.shape[0] < minimum:
+            raise ValueError(
+                f"the waveform is {too_short(wave.shape[0], minimum, self.sample_rate)}"
+            )
         chunk = int(round(self.max_seconds * self.sample_rate))
         with torch.inference_mode():
             embedding = _embed_waves(self.model.embed, [wave], chunk, 16, self.device)
@@ -289,7 +294,7 @@ def add_commands(subparsers: Any) -> None:
     )
     p.add_argument("--max-cohort", type=int, help="embed at most this many cohort utterances")
     p.add_argument("--json", help="also write the results to this JSON file")
-    p.set_defaults(func=_lazy(".evaluation.asnorm", "cmd_asnorm"))
+    p.set_defaults(func=_lazy(".evaluate", "cmd_asnorm"))
 
     p = subparsers.add_parser(
         "sweep-positives",

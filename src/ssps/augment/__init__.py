@@ -5,8 +5,9 @@ loads the MUSAN / RIR banks it draws from (or synthesises built-in ones); `plan`
 row's augmentation; `effects` holds the batched signal operations.
 """
 
-from .augmenter import AugmentConfig, Augmenter
+from .augmenter import Augmenter
 from .banks import Bank, build_noise_bank, build_rir_bank, builtin_banks, load_bank
+from .config import AugmentConfig
 from .effects import add_noise, mu_law_codec, reverberate
 from .plan import AugmentPlan, draw_plan
 

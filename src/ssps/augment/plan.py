@@ -8,15 +8,12 @@ which rows to touch without synchronising with the device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from .banks import Bank
-
-if TYPE_CHECKING:
-    from .augmenter import AugmentConfig
+from .config import AugmentConfig
 
 EQ_POINTS = 8
 EQ_RANGE_DB = 6.0

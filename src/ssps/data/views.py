@@ -182,15 +182,19 @@ def collate_views(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _header_problem(path: str, sample_rate: int, resample: bool) -> str | None:
+def _header_problem(
+    path: str, sample_rate: int, resample: bool, min_seconds: float = 0.0
+) -> str | None:
     if not os.path.isfile(path):
         return "file not found"
     try:
-        file_rate, _ = audio_info(path)
+        file_rate, frames = audio_info(path)
     except AudioError as err:
         return err.reason
     if file_rate != sample_rate and not resample:
         return f"sample rate is {file_rate} Hz, expected {sample_rate} Hz (set data.resample)"
+    if frames < min_seconds * file_rate:
+        return f"too short: {frames / file_rate:.3f} s (data.min_seconds is {min_seconds})"
     return None
 
 
@@ -199,15 +203,16 @@ def scan_audio(
     sample_rate: int = 16000,
     resample: bool = False,
     workers: int = min(8, os.cpu_count() or 1),
+    min_seconds: float = 0.0,
 ) -> list[tuple[str, str]]:
     """(path, reason) for every file whose header shows it unusable, in manifest order.
 
-    Checks only headers (missing, unreadable, 0 frames, wrong rate when not resampling);
-    NaN or silent content is found later, when the file is read.
+    Checks only headers (missing, unreadable, 0 frames, wrong rate when not resampling,
+    shorter than `min_seconds`); NaN or silent content is found later, when it is read.
     """
     paths = [str(manifest.path(i)) for i in range(len(manifest))]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        problems = pool.map(lambda p: _header_problem(p, sample_rate, resample), paths)
+        problems = pool.map(lambda p: _header_problem(p, sample_rate, resample, min_seconds), paths)
         return [
             (path, reason)
             for path, reason in zip(paths, problems, strict=True)

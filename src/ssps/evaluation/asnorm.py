@@ -18,17 +18,16 @@ takes utterances from the speakers in turn, so every speaker keeps some.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data.manifest import Manifest
-from .embeddings import cosine_scores, extract_embeddings
+from .embeddings import EmbedFn, cosine_scores, extract_embeddings
 from .plots import plot_det
 from .report import summarise_scores, write_json_atomic, write_scores
-from .trials import check_both_classes, check_trial_files, read_trials
+from .trials import Trials
 
 _ROWS_PER_CHUNK = 2048
 
@@ -132,70 +131,51 @@ def cohort_embeddings(
     return _unit_rows(sums), "speaker"
 
 
-def evaluate_with_asnorm(
-    run_dir: str | Path,
-    trials: str | Path,
-    audio_root: str | Path | None,
+def asnorm_report(
+    embed_fn: EmbedFn,
+    trials: Trials,
+    embeddings: dict[str, np.ndarray],
     cohort_manifest: str | Path,
+    out_dir: str | Path,
+    *,
     cohort_root: str | Path | None = None,
     top_n: int = 300,
-    checkpoint: str = "avg",
-    json_path: str | Path | None = None,
-    *,
     cohort_mode: str = "auto",
     max_cohort_utterances: int | None = None,
-    device: str = "auto",
-    batch_size: int | None = None,
-    p_target: float | None = None,
-    out_dir: str | Path | None = None,
-    progress: bool = True,
+    p_target: float = 0.01,
     seed: int = 0,
+    embed_options: dict | None = None,
+    extra: dict | None = None,
+    json_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score `trials` raw and with AS-norm; write evaluation_asnorm.json, scores_asnorm.txt
-    and det_asnorm.png (both systems) to `out_dir` (default as `evaluate_run`).
+    """Score `trials` raw and with AS-norm from the trial files' ready `embeddings` (only the
+    cohort is embedded here, with `embed_fn`); write evaluation_asnorm.json,
+    scores_asnorm.txt and det_asnorm.png (both systems) to `out_dir`.
 
-    The result has the raw `eer` (percent), `min_dcf` and thresholds as `evaluate_run`, and
-    `asnorm_eer`, `asnorm_min_dcf`, `asnorm_threshold_eer`, `asnorm_top_n` (the value used),
-    `cohort_size`, `cohort_mode`, `cohort_utterances`.
+    The result has the raw `eer` (percent), `min_dcf` and thresholds, and `asnorm_eer`,
+    `asnorm_min_dcf`, `asnorm_threshold_eer`, `asnorm_top_n` (the value used), `cohort_size`,
+    `cohort_mode`, `cohort_utterances`, plus `extra` (e.g. trials, checkpoint).
     """
-    from ..model import load_run_model
-
-    model, config, path, torch_device = load_run_model(run_dir, checkpoint, device)
-    trials_path = Path(trials)
-    trial_list = read_trials(trials_path)
-    audio_root = Path(audio_root) if audio_root else trials_path.parent
-    check_both_classes(trial_list, trials_path)
-    check_trial_files(trial_list, audio_root, trials_path)
     cohort = Manifest.read(cohort_manifest, cohort_root)
     speakers = [u.speaker for u in cohort.utterances]
     chosen = balanced_subset(speakers, max_cohort_utterances, seed)
-    options = {
-        "sample_rate": config.data.sample_rate,
-        "batch_size": batch_size or config.evaluation.batch_size,
-        "max_seconds": config.evaluation.max_seconds,
-        "device": str(torch_device),
-        "resample": config.data.resample,
-        "progress": progress,
-    }
-    embeddings = extract_embeddings(model.embed, trial_list.files(), audio_root, **options)
     cohort_files = [cohort[int(i)].file for i in chosen]
-    cohort_table = extract_embeddings(model.embed, cohort_files, cohort.root, **options)
+    cohort_table = extract_embeddings(embed_fn, cohort_files, cohort.root, **(embed_options or {}))
     cohort_matrix, mode = cohort_embeddings(
         np.stack([cohort_table[name] for name in cohort_files]),
         [speakers[int(i)] for i in chosen],
         cohort_mode,
     )
-    scores = cosine_scores(embeddings, trial_list)
-    files = trial_list.files()
+    scores = cosine_scores(embeddings, trials)
+    files = trials.files()
     means, stds = cohort_statistics(np.stack([embeddings[f] for f in files]), cohort_matrix, top_n)
     row = {name: i for i, name in enumerate(files)}
-    enroll = np.array([row[name] for name in trial_list.enroll])
-    test = np.array([row[name] for name in trial_list.test])
+    enroll = np.array([row[name] for name in trials.enroll])
+    test = np.array([row[name] for name in trials.test])
     normalised = apply_as_norm(scores, means[enroll], stds[enroll], means[test], stds[test])
 
-    p_target = p_target if p_target is not None else config.evaluation.p_target
-    result = summarise_scores(scores, trial_list.labels, p_target)
-    normed = summarise_scores(normalised, trial_list.labels, p_target)
+    result = summarise_scores(scores, trials.labels, p_target)
+    normed = summarise_scores(normalised, trials.labels, p_target)
     result.update({f"asnorm_{key}": normed[key] for key in ("eer", "min_dcf", "threshold_eer")})
     result["asnorm_threshold_min_dcf"] = normed["threshold_min_dcf"]
     result.update(
@@ -205,41 +185,19 @@ def evaluate_with_asnorm(
             "cohort_mode": mode,
             "cohort_utterances": len(cohort_files),
             "cohort_manifest": str(cohort_manifest),
-            "trials": str(trials_path),
-            "audio_root": str(audio_root),
-            "checkpoint": str(path),
+            **(extra or {}),
         }
     )
-    out = Path(out_dir) if out_dir else (Path(run_dir) if Path(run_dir).is_dir() else path.parent)
-    write_scores(out / "scores_asnorm.txt", trial_list, normalised)
-    curves = {"raw": (scores, trial_list.labels), "AS-norm": (normalised, trial_list.labels)}
-    plot_det(curves, out / "det_asnorm.png", title=f"DET: {trials_path.name}")
+    out = Path(out_dir)
+    write_scores(out / "scores_asnorm.txt", trials, normalised)
+    curves = {"raw": (scores, trials.labels), "AS-norm": (normalised, trials.labels)}
+    plot_det(
+        curves, out / "det_asnorm.png", title=f"DET: {Path(result.get('trials', 'trials')).name}"
+    )
     write_json_atomic(out / "evaluation_asnorm.json", result)
     if json_path is not None:
         write_json_atomic(json_path, result)
     return result
-
-
-def cmd_asnorm(args: argparse.Namespace) -> int:
-    result = evaluate_with_asnorm(
-        args.run_dir,
-        args.trials,
-        args.audio_root,
-        args.cohort,
-        args.cohort_root,
-        args.top_n,
-        args.checkpoint,
-        args.json,
-        cohort_mode=args.cohort_mode,
-        max_cohort_utterances=args.max_cohort,
-        device=args.device,
-    )
-    print(
-        f"raw EER {result['eer']:.3f} % minDCF {result['min_dcf']:.4f} | AS-norm "
-        f"(top {result['asnorm_top_n']} of {result['cohort_size']} {result['cohort_mode']}s) "
-        f"EER {result['asnorm_eer']:.3f} % minDCF {result['asnorm_min_dcf']:.4f}"
-    )
-    return 0
 
 
 __all__ = [
@@ -248,5 +206,5 @@ __all__ = [
     "balanced_subset",
     "cohort_embeddings",
     "cohort_statistics",
-    "evaluate_with_asnorm",
+    "asnorm_report",
 ]

@@ -36,6 +36,31 @@ def expected_length(path: str | Path, sample_rate: int, resample: bool) -> int:
     return -(-frames * sample_rate // file_rate)  # ceil, as scipy's resample_poly
 
 
+def _min_samples(embed_fn: EmbedFn, given: int | None) -> int:
+    if given is not None:
+        return given
+    model_minimum = getattr(getattr(embed_fn, "__self__", None), "min_samples", None)
+    return model_minimum() if callable(model_minimum) else 1
+
+
+def too_short(samples: int, minimum: int, sample_rate: int) -> str:
+    return (
+        f"too short: {samples} samples ({samples / sample_rate:.3f} s); the model needs at "
+        f"least {minimum} samples ({minimum / sample_rate:.3f} s)"
+    )
+
+
+def check_long_enough(
+    lengths: dict[str, int], audio_root: Path, sample_rate: int, minimum: int
+) -> None:
+    """AudioError naming the first file (by name) shorter than `minimum` samples."""
+    short = sorted(name for name, length in lengths.items() if length < minimum)
+    if short:
+        more = f" ({len(short) - 1} more files are too short)" if len(short) > 1 else ""
+        reason = too_short(lengths[short[0]], minimum, sample_rate) + more
+        raise AudioError(audio_root / short[0], reason)
+
+
 def chunk_bounds(length: int, chunk: int) -> list[tuple[int, int]]:
     """(start, end) of consecutive `chunk`-sample pieces covering `length` samples.
 
@@ -120,11 +145,13 @@ def extract_embeddings(
     device: str = "cpu",
     resample: bool = False,
     progress: bool = True,
+    min_samples: int | None = None,
 ) -> dict[str, np.ndarray]:
     """L2-normalised float32 (D,) embeddings of whole files, keyed by their name under the root.
 
-    `embed_fn` maps a float32 batch (B, T) on `device` to embeddings (B, D). An unreadable file
-    raises AudioError naming it.
+    `embed_fn` maps a float32 batch (B, T) on `device` to embeddings (B, D). An unreadable file,
+    or one shorter than `min_samples` (default: the `min_samples()` of the model whose `embed`
+    method `embed_fn` is), raises AudioError naming it, before anything is embedded.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -135,6 +162,7 @@ def extract_embeddings(
     lengths = {
         name: expected_length(audio_root / name, sample_rate, resample) for name in set(files)
     }
+    check_long_enough(lengths, audio_root, sample_rate, _min_samples(embed_fn, min_samples))
     embeddings: dict[str, np.ndarray] = {}
     with (
         torch.inference_mode(),

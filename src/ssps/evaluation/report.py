@@ -1,7 +1,8 @@
 """Evaluation of an embedding function on a trial list: scores, EER / minDCF, files, plots.
 
-`evaluate_trials` is the whole pipeline (check the trials and audio first, embed every file
-once, cosine-score, write `evaluation.json`, `scores.txt`, `det.png` and `scores.png`);
+`evaluate_trials` is the whole pipeline: `embed_trials` (check the trials and audio first,
+embed every file once) then `report_trials` (cosine-score, write `evaluation.json`,
+`scores.txt`, `det.png` and `scores.png`);
 `score_trials` is the file-free part the trainer's per-epoch validation reuses.
 """
 
@@ -79,43 +80,34 @@ def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def evaluate_trials(
-    embed_fn: EmbedFn,
+def embed_trials(
+    embed_fn: EmbedFn, trials_path: str | Path, audio_root: str | Path, **embed_options
+) -> tuple[Trials, dict[str, np.ndarray], float]:
+    """Check the trial list and every audio file, then embed each file once:
+    (trials, embeddings by file, seconds spent embedding). `embed_options` go to
+    `extract_embeddings` (sample_rate, batch_size, max_seconds, device, resample, progress)."""
+    trials = read_trials(trials_path)
+    check_both_classes(trials, trials_path)
+    check_trial_files(trials, audio_root, trials_path)
+    started = time.perf_counter()
+    embeddings = extract_embeddings(embed_fn, trials.files(), audio_root, **embed_options)
+    return trials, embeddings, time.perf_counter() - started
+
+
+def report_trials(
+    trials: Trials,
+    embeddings: dict[str, np.ndarray],
     trials_path: str | Path,
     audio_root: str | Path,
     out_dir: str | Path,
     *,
     checkpoint: str = "",
     p_target: float = 0.01,
-    sample_rate: int = 16000,
-    batch_size: int = 16,
-    device: str = "cpu",
-    resample: bool = False,
-    max_seconds: float = 60.0,
-    progress: bool = True,
+    extraction_seconds: float = 0.0,
     json_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `embed_fn` on a VoxCeleb-format trial list and write the report to `out_dir`.
-
-    The trial list and the presence of every audio file are checked before any embedding
-    is computed. Returns the dict written to `out_dir/evaluation.json` (EER in percent).
-    """
-    trials = read_trials(trials_path)
-    check_both_classes(trials, trials_path)
-    check_trial_files(trials, audio_root, trials_path)
-    started = time.perf_counter()
-    embeddings = extract_embeddings(
-        embed_fn,
-        trials.files(),
-        audio_root,
-        sample_rate=sample_rate,
-        batch_size=batch_size,
-        max_seconds=max_seconds,
-        device=device,
-        resample=resample,
-        progress=progress,
-    )
-    extraction_seconds = time.perf_counter() - started
+    """Cosine-score ready embeddings; write evaluation.json, scores.txt, det.png and
+    scores.png to `out_dir`. Returns the dict written (EER in percent)."""
     scores = cosine_scores(embeddings, trials)
     result = summarise_scores(scores, trials.labels, p_target)
     result.update(
@@ -137,3 +129,31 @@ def evaluate_trials(
     if json_path is not None:
         write_json_atomic(json_path, result)
     return result
+
+
+def evaluate_trials(
+    embed_fn: EmbedFn,
+    trials_path: str | Path,
+    audio_root: str | Path,
+    out_dir: str | Path,
+    *,
+    checkpoint: str = "",
+    p_target: float = 0.01,
+    json_path: str | Path | None = None,
+    **embed_options,
+) -> dict[str, Any]:
+    """Evaluate `embed_fn` on a VoxCeleb-format trial list and write the report to `out_dir`
+    (`embed_trials` then `report_trials`). The trial list and the presence of every audio
+    file are checked before any embedding is computed."""
+    trials, embeddings, seconds = embed_trials(embed_fn, trials_path, audio_root, **embed_options)
+    return report_trials(
+        trials,
+        embeddings,
+        trials_path,
+        audio_root,
+        out_dir,
+        checkpoint=checkpoint,
+        p_target=p_target,
+        extraction_seconds=seconds,
+        json_path=json_path,
+    )

@@ -114,6 +114,12 @@ class Method(nn.Module, metaclass=ABCMeta):
         frontend, encoder = self.embedding_modules()
         return encoder(frontend(waves))
 
+    def min_samples(self) -> int:
+        """The shortest waveform (in samples) the embedding path accepts."""
+        frontend, encoder = self.embedding_modules()
+        frames = getattr(encoder, "min_frames", 1)
+        return frontend.min_samples(frames) if hasattr(frontend, "min_samples") else 1
+
     def after_backward(self, info: StepInfo) -> None:
         """Called after gradients are computed (and unscaled), before the optimiser step."""
         return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from hashlib import sha1
 from pathlib import Path
 
 import torch
@@ -24,7 +23,6 @@ from ..checkpoints import (
     epoch_checkpoints,
     epoch_path,
     load_checkpoint,
-    memory_path,
     remove_memories_before,
     resolve_checkpoint,
     save_atomic,
@@ -35,38 +33,15 @@ from ..data.views import CropDataset, build_loader, scan_audio
 from ..distributed import all_reduce_mean, is_main_process, rank, world_size
 from ..methods import Method, StepInfo
 from ..model import build_model, checkpoint_state, load_weights, pick_device
-from ..sampling import SSPS
 from ..seeds import derived_seed
 from .metrics_log import MetricsLog, truncate_metrics
 from .optim import apply_learning_rate, build_optimizer, learning_rate_at
+from .run_dir import check_resumable, lock_run_dir
 from .runtime import autocast, frozen_batchnorm_statistics, init_distributed, seed_everything
+from .ssps_memories import build_ssps, restore_memories, save_memories
 from .validation import Validator
 
 log = logging.getLogger("ssps.train")
-
-
-def build_ssps(config: Config, manifest: Manifest, model: Method, device) -> SSPS:
-    """The SSPS sampler for this training set; labels only feed diagnostics and the oracle."""
-    cfg = config.method.ssps
-    if cfg.sampling == "kmeans" and not model.positives_in_reference_space():
-        raise ValueError(
-            "method.ssps.sampling=kmeans substitutes a centroid of the reference embeddings "
-            "for the positive, so the positive branch must output that space (SimCLR with "
-            f"method.simclr.projector=[]); method '{config.method.name}' as configured does not"
-            " (use kmeans-repr)"
-        )
-    compact = config.method.name == "dino" and cfg.positive_form == "bottleneck"
-    return SSPS(
-        cfg,
-        len(manifest),
-        model.encoder.embed_dim,
-        model.ssps_positive_shapes(cfg.positive_form),
-        device,
-        seed=config.trainer.seed,
-        speaker_ids=manifest.speaker_ids() if manifest.has_speakers else None,
-        session_ids=manifest.session_ids() if manifest.has_sessions else None,
-        queue_dtype=torch.float16 if compact else torch.float32,
-    )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,7 +50,8 @@ class NonFiniteLossError(RuntimeError):
 
 def read_training_manifest(config: Config) -> Manifest:
     manifest = Manifest.read(config.data.manifest, config.data.audio_root or None)
-    bad = scan_audio(manifest, config.data.sample_rate, config.data.resample)
+    data = config.data
+    bad = scan_audio(manifest, data.sample_rate, data.resample, min_seconds=data.min_seconds)
     for path, reason in bad[:20]:
         log.warning("bad training file %s: %s", path, reason)
     if len(bad) > config.data.max_bad_fraction * len(manifest):
@@ -101,8 +77,12 @@ class Trainer:
         if config.trainer.threads:
             torch.set_num_threads(config.trainer.threads)
         seed_everything(config.trainer.seed, config.trainer.deterministic)
-        if is_main_process():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = None
+        if is_main_process():  # before anything in the run directory is read or written
+            self._lock = lock_run_dir(self.run_dir)
+            found = epoch_checkpoints(self.run_dir)
+            if found:
+                check_resumable(self.run_dir, config, int(found[-1].stem.split("_")[-1]))
             save_config(config, self.run_dir / "config.yaml")
         self.manifest = read_training_manifest(config)
         self.n_speakers = len(self.manifest.speakers()) if self.manifest.has_speakers else 0
@@ -192,36 +172,13 @@ class Trainer:
         self._restore_ssps(path.parent, state["epoch"])
         return state["epoch"] + 1
 
-    def _memory_identity(self) -> dict:
-        """What SSPS memories must match to be reused: the training set, row for row."""
-        files = "\n".join(u.file for u in self.manifest.utterances)
-        return {"n_utterances": len(self.manifest), "files_sha1": sha1(files.encode()).hexdigest()}
-
     def _save_ssps(self, epoch: int) -> None:
-        folder = self.run_dir / "checkpoints"
-        state = {"epoch": epoch, **self._memory_identity(), "memories": self.model.ssps.state()}
-        save_atomic(state, memory_path(folder, epoch))
+        save_memories(self.model.ssps, self.manifest, self.run_dir / "checkpoints", epoch)
 
     def _restore_ssps(self, folder: Path, epoch: int) -> None:
-        """Load the SSPS memories saved with the checkpoint of `epoch` in `folder` when they
-        fit this run; otherwise they are refilled before the first active epoch."""
         ssps = self.model.ssps
-        if ssps is None or not ssps.active(epoch + 1):
-            return
-        path = memory_path(folder, epoch)
-        if not path.is_file():
-            log.info("no SSPS memories saved with epoch %d in %s: refilling them", epoch, folder)
-            return
-        state = load_checkpoint(path, self.device)
-        identity = self._memory_identity()
-        if any(state.get(key) != value for key, value in identity.items()):
-            log.warning("%s was written for another training set: refilling the memories", path)
-            return
-        try:
-            ssps.load(state["memories"])
-        except (KeyError, RuntimeError) as err:
-            log.warning("%s does not fit this SSPS config (%s): refilling the memories", path, err)
-            ssps.clear()
+        if ssps is not None and ssps.active(epoch + 1):
+            restore_memories(ssps, self.manifest, folder, epoch, self.device)
 
     def _fill_ssps_memories(self, epoch: int) -> None:
         """One pass over the whole training set that fills the SSPS memories as the epoch
@@ -281,6 +238,18 @@ class Trainer:
         return out
 
     def fit(self) -> Path:
+        try:
+            return self._fit()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let another process train in this run directory."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _fit(self) -> Path:
         cfg = self.config.trainer
         ssps = self.model.ssps
         for epoch in range(self.start_epoch, cfg.epochs):
