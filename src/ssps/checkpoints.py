@@ -19,6 +19,7 @@ import torch
 
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
 MEMORY_FILE = re.compile(r"^ssps_memory_(\d+)\.pt$")
+TEMPORARY_FILE = re.compile(r"^\..+\.tmp\d+$")  # save_atomic's, left by a killed writer
 
 
 class CheckpointError(ValueError):
@@ -26,13 +27,37 @@ class CheckpointError(ValueError):
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, then rename over the target."""
+    """Write to a temporary file in the same folder, flush it to disk, then rename it over
+    the target: a reader sees the old file or the new one, never a part. A failed write
+    (disk full, no permission) removes its temporary file and raises CheckpointError naming
+    the path; whatever was at `path` before is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({err.strerror or err}); the earlier "
+            "checkpoints are intact: free space or fix permissions, then rerun to resume"
+        ) from err
     return path
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the half-written temporary files a killed writer left in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if TEMPORARY_FILE.match(p.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

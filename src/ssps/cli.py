@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as err:
         print(f"ssps: error: {err}", file=sys.stderr)
         return 2
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # OSError: disk full, no permission (names the path)
         print(f"ssps: error: {err}", file=sys.stderr)
         return 2
 

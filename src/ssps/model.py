@@ -73,6 +73,8 @@ def load_run_model(
 
 def load_weights(model: Method, weights: dict[str, torch.Tensor], source: str) -> None:
     """Load matching weights, logging (not failing on) heads that differ between methods."""
+    if not isinstance(weights, dict) or not set(weights) & set(model.state_dict()):
+        raise CheckpointError(f"{source}: none of its weights belong to this model")
     result = model.load_state_dict(weights, strict=False)
     if result.missing_keys:
         log.info(

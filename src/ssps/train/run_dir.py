@@ -43,9 +43,12 @@ class RunDirError(ValueError):
 
 def lock_run_dir(run_dir: Path) -> IO[str]:
     """Hold `<run_dir>/.lock` exclusively; keep the returned handle open while training."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / ".lock"
-    handle = path.open("a+", encoding="utf-8")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+", encoding="utf-8")
+    except OSError as error:
+        raise RunDirError(f"{run_dir}: cannot write to the run directory ({error})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -19,11 +19,13 @@ from tqdm import tqdm
 
 from ..augment import Augmenter
 from ..checkpoints import (
+    CheckpointError,
     average_checkpoints,
     epoch_checkpoints,
     epoch_path,
     load_checkpoint,
     remove_memories_before,
+    remove_temporaries,
     resolve_checkpoint,
     save_atomic,
 )
@@ -80,6 +82,8 @@ class Trainer:
         self._lock = None
         if is_main_process():  # before anything in the run directory is read or written
             self._lock = lock_run_dir(self.run_dir)
+            for stale in remove_temporaries(self.run_dir / "checkpoints"):
+                log.info("removed %s, half-written by an interrupted run", stale)
             found = epoch_checkpoints(self.run_dir)
             if found:
                 check_resumable(self.run_dir, config, int(found[-1].stem.split("_")[-1]))
@@ -163,6 +167,8 @@ class Trainer:
             return 0
         path = resolve_checkpoint(source, "last")
         state = load_checkpoint(path, self.device)
+        if "model" not in state:
+            raise CheckpointError(f"{path}: not an ssps checkpoint (no 'model' entry)")
         load_weights(self.model, state["model"], str(path))
         if self.config.trainer.init_mode == "weights":
             log.info("initialised weights from %s", path)
