@@ -4,8 +4,7 @@ small generated VoxCeleb-, MUSAN- and RIR-like trees."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import soundfile as sf
 
 from ssps.augment.banks import load_bank
 from ssps.data.audio import read_audio
-from ssps.data.convert import ConversionError
+from ssps.data.convert import ConversionError, convert_file, convert_files, write_m4a
 from ssps.data.manifest import Manifest
 from ssps.data.voxceleb import (
     VoxCelebError,
@@ -192,41 +191,44 @@ def test_option_errors(tmp_path: Path) -> None:
         prepare_voxceleb(vox2, tmp_path / "out", vox1=vox2, trials=[tmp_path / "nope.txt"])
 
 
-def test_m4a_needs_convert_and_ffmpeg(tmp_path: Path, monkeypatch) -> None:
+def test_m4a_needs_convert_and_pyav(tmp_path: Path, monkeypatch) -> None:
     vox2 = make_vox2(tmp_path)
     m4a = vox2 / "dev" / "aac" / "id00012" / "abc" / "00003.m4a"
     m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A ")
     with pytest.raises(VoxCelebError, match=r"1 m4a files .*00003\.m4a.*--convert wav"):
         prepare_voxceleb(vox2, tmp_path / "out")
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(ConversionError, match="ffmpeg not found"):
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
+    with pytest.raises(ConversionError, match=r"PyAV is not installed.*pip install 'av>=12'"):
         prepare_voxceleb(vox2, tmp_path / "out", convert="wav")
+    assert not (tmp_path / "out" / "vox2_wav").exists()  # refused before any work
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def make_m4a_tree(source: Path, relatives: list[str], seconds: float = 0.5) -> None:
+    """44.1 kHz stereo AAC in m4a: the conversion must resample and downmix."""
+    rate = 44100
+    t = np.arange(int(seconds * rate)) / rate
+    noise = 0.01 * np.random.default_rng(1).normal(size=(t.size, 2))
+    for relative in relatives:
+        write_m4a(source / relative, 0.3 * np.sin(2 * np.pi * 220 * t)[:, None] + noise, rate)
+
+
 def test_m4a_conversion_is_resumable(tmp_path: Path) -> None:
     source = tmp_path / "raw" / "aac"
     m4a_files = ["id00012/abc/00001.m4a", "id00012/abc/00002.m4a", "id00034/qrs/00001.m4a"]
-    for relative in m4a_files:  # 44.1 kHz stereo wav -> AAC in m4a, as VoxCeleb2 ships
-        wav = tmp_path / "tmp.wav"
-        write_audio(wav, 0.5, rate=44100, channels=2)
-        (source / relative).parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(wav), str(source / relative)],
-            check=True,
-        )
-    (source / "id00034" / "qrs" / "00002.m4a").write_bytes(b"truncated download")
+    make_m4a_tree(source, m4a_files)
+    truncated = source / "id00034" / "qrs" / "00002.m4a"  # a download cut short
+    truncated.write_bytes((source / m4a_files[0]).read_bytes()[:3000])
     out = tmp_path / "out"
+    with pytest.raises(VoxCelebError, match=r"1 of 4 .*00002\.m4a: cannot decode"):
+        prepare_voxceleb(tmp_path / "raw", out, convert="wav", workers=2)
 
     summary = prepare_voxceleb(
-        tmp_path / "raw", out, convert="wav", workers=2, max_bad_fraction=0.5
+        tmp_path / "raw", out, convert="wav", workers=1, max_bad_fraction=0.5
     )
     info = summary["vox2"]
-    assert (info["converted"], info["reused"], info["utterances"]) == (3, 0, 3)
-    assert (
-        info["skipped"][0]["path"].endswith("00002.m4a")
-        and "ffmpeg" in info["skipped"][0]["reason"]
-    )
+    assert (info["converted"], info["reused"], info["utterances"]) == (0, 3, 3)  # from above
+    assert [s["path"] for s in info["skipped"]] == [str(truncated)]
+    assert info["skipped"][0]["reason"].startswith("cannot decode")
     manifest = Manifest.read(out / "vox2_dev.csv")
     assert [u.file for u in manifest.utterances] == [
         f"vox2/{r.removesuffix('.m4a')}.wav" for r in m4a_files
@@ -235,15 +237,38 @@ def test_m4a_conversion_is_resumable(tmp_path: Path) -> None:
     for index in range(len(manifest)):
         assert sf.info(str(manifest.path(index))).channels == 1
         wave = read_audio(manifest.path(index))  # 16 kHz, or read_audio would refuse it
-        assert abs(wave.size - 8000) < 1200 and manifest[index].duration == pytest.approx(
+        assert abs(wave.size - 8000) < 600 and manifest[index].duration == pytest.approx(
             wave.size / SR, abs=1e-3
         )
+        assert np.abs(wave).max() == pytest.approx(0.3, abs=0.05)  # the sine survived
     assert not list((out / "vox2_wav").rglob(".*"))  # no temporary files left
     stamps = {p: p.stat().st_mtime_ns for p in (out / "vox2_wav").rglob("*.wav")}
 
-    again = prepare_voxceleb(tmp_path / "raw", out, convert="wav", max_bad_fraction=0.5)
-    assert (again["vox2"]["converted"], again["vox2"]["reused"]) == (0, 3)
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    removed = (out / "vox2_wav" / m4a_files[1]).with_suffix(".wav")
+    removed.unlink()  # as if the first run had been interrupted before this file
+    again = prepare_voxceleb(tmp_path / "raw", out, convert="wav", workers=1, max_bad_fraction=0.5)
+    assert (again["vox2"]["converted"], again["vox2"]["reused"]) == (1, 2)
+    assert removed.is_file()
+    kept = {p: s for p, s in stamps.items() if p != removed}
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+
+
+def test_convert_files_parallel_flac_and_failures(tmp_path: Path) -> None:
+    make_m4a_tree(tmp_path / "src", [f"{i}.m4a" for i in range(4)], seconds=0.25)
+    (tmp_path / "src" / "empty.m4a").write_bytes(b"")
+    pairs = [(m4a, tmp_path / "out" / f"{m4a.stem}.flac") for m4a in (tmp_path / "src").iterdir()]
+    report = convert_files(pairs, workers=2, sample_rate=8000)
+    assert (report["converted"], report["reused"]) == (4, 0)
+    assert [source for source, _ in report["failed"]] == [str(tmp_path / "src" / "empty.m4a")]
+    for i in range(4):
+        info = sf.info(str(tmp_path / "out" / f"{i}.flac"))
+        assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "PCM_16")
+        assert abs(info.frames - 2000) < 300
+    with pytest.raises(ConversionError, match=r"^\S*empty\.m4a: cannot decode"):
+        convert_file(tmp_path / "src" / "empty.m4a", tmp_path / "out" / "empty.wav")
+    with pytest.raises(ConversionError, match=r"out\.mp3: cannot convert to 'mp3'"):
+        convert_files([(tmp_path / "src" / "0.m4a", tmp_path / "out.mp3")])
+    assert not list((tmp_path / "out").glob(".*"))
 
 
 def test_musan_and_rir_banks(tmp_path: Path, capsys) -> None:

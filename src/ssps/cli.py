@@ -227,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="veri_test2.txt list_test_all2.txt list_test_hard2.txt",
     )
-    p.add_argument("--convert", choices=("wav", "flac"), help="convert m4a with ffmpeg to this")
-    p.add_argument("--workers", type=int, default=4, help="parallel ffmpeg / header reads")
+    p.add_argument("--convert", choices=("wav", "flac"), help="convert m4a (PyAV) to this")
+    p.add_argument("--workers", type=int, default=4, help="parallel conversions / header reads")
     p.add_argument(
         "--max-bad-fraction", type=float, default=0.01, help="tolerated share of unusable files"
     )

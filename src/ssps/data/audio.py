@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 
 class AudioError(ValueError):
@@ -48,6 +47,9 @@ def check_waveform(wave: np.ndarray, path: str | Path) -> np.ndarray:
 
 
 def _resample(wave: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    # imported here: scipy.signal takes ~0.5 s to import, paid by every conversion process
+    from scipy.signal import resample_poly
+
     g = gcd(source_rate, target_rate)
     return resample_poly(wave, target_rate // g, source_rate // g).astype(np.float32)
 

@@ -1,41 +1,59 @@
 """Converting audio soundfile cannot read (VoxCeleb2's m4a/AAC) to 16 kHz mono wav or flac.
 
-Each file is decoded by an `ffmpeg` subprocess, written under a temporary name, read back with
-soundfile and only then renamed into place, so an interrupted run never leaves a half-written
-output. A rerun skips every output that already exists and reads back at the target rate.
-Many files are converted at once by a thread pool of ffmpeg processes, with a tqdm bar.
+Each file is decoded in-process with PyAV (`av`, whose wheels bundle the FFmpeg libraries, so
+no `ffmpeg` executable is needed): the first audio stream is decoded, resampled to mono
+16-bit at the target rate by `av.AudioResampler`, and written with soundfile under a
+temporary name next to the output. The file is read back and only then renamed into place,
+so an interrupted run never leaves a half-written output. A rerun skips every output that
+already exists and reads back at the target rate.
+
+Many files are converted at once by a pool of `workers` processes, with a tqdm bar: PyAV
+holds the GIL through most of a decode, so threads do not run in parallel (two threads were
+slower than one in benchmarks/convert_speed.py). One file that fails is reported with the
+reason and does not stop the others.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import shutil
-import subprocess
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 
+import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
 from .audio import AudioError, audio_info
 
-FORMATS = {"wav": ("wav", "pcm_s16le"), "flac": ("flac", "flac")}  # name -> (muxer, codec)
-_STDERR_TAIL = 300  # characters of ffmpeg's error output kept in a failure reason
+FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}  # name -> soundfile format
+_IN_FLIGHT = 16  # files queued per worker process, so a million-file tree is not queued at once
 
 
 class ConversionError(ValueError):
-    """ffmpeg is missing, a format is not supported, or one file failed to convert."""
+    """PyAV is missing, a format is not supported, or one file failed to convert."""
 
 
-def find_ffmpeg() -> str:
-    """The path of the `ffmpeg` executable; ConversionError with install advice if absent."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
+def load_av() -> ModuleType:
+    """The `av` (PyAV) module; ConversionError with install advice if it is not installed."""
+    try:
+        import av
+    except ImportError as err:
         raise ConversionError(
-            "ffmpeg not found on PATH: it is needed to convert m4a audio "
-            "(install it, e.g. `apt-get install ffmpeg` or `conda install ffmpeg`)"
-        )
-    return ffmpeg
+            "PyAV is not installed: it is needed to convert m4a audio "
+            "(install it with `pip install 'av>=12'`; its wheels include FFmpeg)"
+        ) from err
+    return av
 
 
 def output_format(dest: str | Path) -> str:
@@ -55,32 +73,95 @@ def is_converted(dest: str | Path, sample_rate: int = 16000) -> bool:
     return rate == sample_rate
 
 
-def convert_file(source: Path, dest: Path, ffmpeg: str, sample_rate: int = 16000) -> None:
-    """Decode `source` with ffmpeg into mono `sample_rate` Hz 16-bit `dest` (wav or flac).
+def _decoded_chunks(av: ModuleType, source: Path, sample_rate: int) -> Iterator[np.ndarray]:
+    """int16 mono chunks of `source`'s first audio stream at `sample_rate`, in order."""
+    with av.open(str(source)) as container:
+        if not container.streams.audio:
+            raise ConversionError(f"{source}: no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().reshape(-1)
+        for out in resampler.resample(None):  # what the resampler still holds
+            yield out.to_ndarray().reshape(-1)
+
+
+def convert_file(source: Path, dest: Path, sample_rate: int = 16000) -> None:
+    """Decode `source` with PyAV into mono `sample_rate` Hz 16-bit `dest` (wav or flac).
 
     The output is written to a hidden temporary file next to `dest`, checked with soundfile,
-    then renamed. Raises ConversionError naming `source` when ffmpeg or the check fails.
+    then renamed. Raises ConversionError naming `source` when decoding or the check fails.
     """
-    muxer, codec = FORMATS[output_format(dest)]
+    av = load_av()
+    fmt, subtype = FORMATS[output_format(dest)]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.part")
-    command = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source)]
-    command += ["-vn", "-ac", "1", "-ar", str(sample_rate), "-sample_fmt", "s16"]
-    command += ["-c:a", codec, "-f", muxer, str(partial)]
+    temporary = dest.with_name(f".{dest.name}.part")
     try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            message = " ".join(done.stderr.split())[-_STDERR_TAIL:] or "no message"
-            raise ConversionError(f"{source}: ffmpeg failed (exit {done.returncode}): {message}")
         try:
-            rate, _ = audio_info(partial)
+            with sf.SoundFile(temporary, "w", sample_rate, 1, subtype, format=fmt) as out:
+                for chunk in _decoded_chunks(av, source, sample_rate):
+                    out.write(chunk)
+            if out.frames == 0:
+                raise ConversionError(f"{source}: no audio decoded")
+        except ConversionError:
+            raise
+        except av.error.FFmpegError as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise ConversionError(f"{source}: cannot decode ({reason})") from err
+        except (ValueError, RuntimeError) as err:  # undecodable metadata, a failed write
+            raise ConversionError(f"{source}: conversion failed ({err})") from err
+        try:
+            rate, _ = audio_info(temporary)
         except AudioError as err:
             raise ConversionError(f"{source}: converted audio unreadable ({err.reason})") from err
         if rate != sample_rate:
-            raise ConversionError(f"{source}: ffmpeg wrote {rate} Hz, expected {sample_rate} Hz")
-        os.replace(partial, dest)
+            raise ConversionError(f"{source}: wrote {rate} Hz, expected {sample_rate} Hz")
+        os.replace(temporary, dest)
     finally:
-        partial.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
+
+
+def _convert_one(source: Path, dest: Path, sample_rate: int) -> str:
+    """Convert one pair (in a worker process); the reason it failed, or "" if it did not."""
+    try:
+        convert_file(source, dest, sample_rate)
+    except (ConversionError, OSError) as err:
+        return str(err).removeprefix(f"{source}: ") or type(err).__name__
+    return ""
+
+
+def _outcomes(
+    pairs: Sequence[tuple[Path, Path]], workers: int, sample_rate: int
+) -> Iterator[tuple[Path, str]]:
+    """(source, failure reason or "") per pair in completion order: in this process for one
+    worker, else from spawned processes with at most `_IN_FLIGHT` files queued per worker."""
+    if workers <= 1 or len(pairs) <= 1:
+        for source, dest in pairs:
+            yield source, _convert_one(source, dest, sample_rate)
+        return
+    workers = min(workers, len(pairs))
+    # spawn, not fork: the caller may hold threads (tqdm's monitor, torch) that fork would copy
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    todo = iter(pairs)
+    running: dict[Future, Path] = {}
+    try:
+        while True:
+            for source, dest in todo:
+                running[pool.submit(_convert_one, source, dest, sample_rate)] = source
+                if len(running) >= workers * _IN_FLIGHT:
+                    break
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield running.pop(future), future.result()
+    except BrokenProcessPool as err:
+        raise ConversionError(
+            f"a conversion process died ({err}); rerun to resume: finished files are kept"
+        ) from err
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def convert_files(
@@ -89,38 +170,31 @@ def convert_files(
     sample_rate: int = 16000,
     desc: str = "converting",
 ) -> dict:
-    """Convert each (source, dest) pair, `workers` ffmpeg processes at a time.
+    """Convert each (source, dest) pair, `workers` processes at a time.
 
-    Existing outputs that read back fine are kept. Failures do not stop the others.
+    Existing outputs that read back fine are kept (their headers are read by `workers`
+    threads first, so a finished run starts no process). Failures do not stop the others.
     Returns {"converted": n, "reused": n, "failed": [(source, reason), ...]}.
-    Raises ConversionError before any work when ffmpeg is missing or a format is unknown.
+    Raises ConversionError before any work when PyAV is missing or a format is unknown.
     """
-    ffmpeg = find_ffmpeg()
+    load_av()
     for _, dest in pairs:
         output_format(dest)
-
-    def run_one(source: Path, dest: Path) -> bool:
-        if is_converted(dest, sample_rate):
-            return False
-        convert_file(source, dest, ffmpeg, sample_rate)
-        return True
-
-    counts = {"converted": 0, "reused": 0}
     failed: list[tuple[str, str]] = []
-    with (
-        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
-        tqdm(total=len(pairs), desc=desc, unit="file", mininterval=1.0) as bar,
-    ):
-        futures = {pool.submit(run_one, src, dest): src for src, dest in pairs}
-        for future in as_completed(futures):
-            try:
-                counts["converted" if future.result() else "reused"] += 1
-            except (ConversionError, OSError) as err:
-                source = str(futures[future])
-                failed.append((source, str(err).removeprefix(f"{source}: ")))
+    with tqdm(total=len(pairs), desc=desc, unit="file", mininterval=1.0) as bar:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            present = list(
+                pool.map(partial(is_converted, sample_rate=sample_rate), [d for _, d in pairs])
+            )
+        todo = [pair for pair, done in zip(pairs, present, strict=True) if not done]
+        bar.update(len(pairs) - len(todo))
+        for source, reason in _outcomes(todo, workers, sample_rate):
+            if reason:
+                failed.append((str(source), reason))
             bar.update()
     failed.sort()
-    return {**counts, "failed": failed}
+    reused = len(pairs) - len(todo)
+    return {"converted": len(todo) - len(failed), "reused": reused, "failed": failed}
 
 
 def convert_tree(
@@ -136,3 +210,21 @@ def convert_tree(
     failed = {source for source, _ in report["failed"]}
     done = {d.relative_to(tree).as_posix(): d for s, d in pairs if str(s) not in failed}
     return done, report
+
+
+def write_m4a(path: str | Path, wave: np.ndarray, sample_rate: int) -> None:
+    """Encode float `wave` ((n,) mono or (n, 2) stereo) as AAC in an .m4a file, VoxCeleb2's
+    container and codec; for tests and benchmarks of the conversion."""
+    av = load_av()
+    data = np.atleast_2d(np.asarray(wave, dtype=np.float32).T)  # planar: (channels, n)
+    layout = {1: "mono", 2: "stereo"}[data.shape[0]]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=sample_rate, layout=layout)
+        step = stream.codec_context.frame_size or 1024
+        for start in range(0, data.shape[1], step):
+            chunk = np.ascontiguousarray(data[:, start : start + step])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate, frame.pts = sample_rate, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))

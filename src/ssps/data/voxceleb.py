@@ -1,7 +1,7 @@
 """`ssps prepare voxceleb|musan|rirs`: VoxCeleb manifests and trial lists, MUSAN and RIR banks.
 
 `prepare_voxceleb` finds the `idNNNNN/VIDEO/NNNNN.ext` speaker tree below any ancestor folder,
-converts m4a with ffmpeg when asked (see `convert`), and writes under `out_dir` the layout that
+converts m4a with PyAV when asked (see `convert`), and writes under `out_dir` the layout that
 configs/paper/*.yaml expect (with `--out data/voxceleb`):
 
     vox2_dev.csv   file,duration,speaker,session; file = vox2/idNNNNN/VIDEO/NNNNN.ext, relative
@@ -168,7 +168,7 @@ def _prepare_tree(
     if m4a and convert is None:
         raise VoxCelebError(
             f"{source}: {len(m4a)} m4a files (e.g. {m4a[0]}) and soundfile cannot read m4a: "
-            f"pass --convert wav (or flac) to convert them with ffmpeg into {out_dir}/{name}_wav"
+            f"pass --convert wav (or flac) to convert them (with PyAV) into {out_dir}/{name}_wav"
         )
     if m4a:
         tree = out_dir / f"{name}_{convert}"
