@@ -30,6 +30,15 @@ def bad_checkpoints(tiny_run: Path, folder: Path) -> dict[str, Path]:
     return out
 
 
+def raised_traceback(err: str) -> bool:
+    """A traceback in stderr other than logging's own report of a closed test stream."""
+    lines = err.splitlines()
+    return any(
+        line.startswith("Traceback") and (i == 0 or lines[i - 1] != "--- Logging error ---")
+        for i, line in enumerate(lines)
+    )
+
+
 @pytest.mark.parametrize("kind", ["truncated", "text", "empty", "foreign", "missing"])
 def test_every_command_names_the_unusable_checkpoint(tiny_run, tiny_corpus, tmp_path, capsys, kind):
     path = bad_checkpoints(tiny_run, tmp_path / "bad")[kind]
@@ -46,6 +55,6 @@ def test_every_command_names_the_unusable_checkpoint(tiny_run, tiny_corpus, tmp_
     for argv in commands:
         assert main(argv) == 2, argv[0]
         err = capsys.readouterr().err
-        assert "Traceback" not in err, argv[0]
+        assert not raised_traceback(err), argv[0]
         last = err.strip().splitlines()[-1]
         assert last.startswith("ssps: error:") and str(path) in last, (argv[0], last)
