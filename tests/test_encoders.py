@@ -308,7 +308,10 @@ def test_ecapa_without_embedding_norm_ends_with_the_linear_layer() -> None:
         ECAPATDNN(N_MELS, **TINY_ECAPA_SE, embedding_norm="no")
 
 
-@pytest.mark.parametrize("name", ["simclr", "simclr_ssps", "dino", "dino_ssps"])
+@pytest.mark.parametrize(
+    "name",
+    [f"{m}{s}" for m in ("simclr", "dino", "moco", "swav", "vicreg") for s in ("", "_ssps")],
+)
 def test_paper_configs_build_the_papers_ecapa_head_and_front_end(name: str) -> None:
     from pathlib import Path
 

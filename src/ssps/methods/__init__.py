@@ -10,10 +10,13 @@ from ..options import option
 from ..sampling import SSPSConfig
 from .base import Method, StepInfo
 from .dino import DINO, DINOConfig
+from .moco import MoCo, MoCoConfig
 from .simclr import SimCLR, SimCLRConfig
 from .supervised import Supervised, SupervisedConfig
+from .swav import SwAV, SwAVConfig
+from .vicreg import VICReg, VICRegConfig
 
-METHOD_NAMES = ("simclr", "dino", "supervised")
+METHOD_NAMES = ("simclr", "dino", "moco", "swav", "vicreg", "supervised")
 
 
 @dataclass
@@ -21,8 +24,13 @@ class MethodConfig:
     name: str = option("simclr", "training method", choices=METHOD_NAMES)
     simclr: SimCLRConfig = option(SimCLRConfig(), "SimCLR settings")
     dino: DINOConfig = option(DINOConfig(), "DINO settings")
+    moco: MoCoConfig = option(MoCoConfig(), "MoCo settings")
+    swav: SwAVConfig = option(SwAVConfig(projector=[2048, 2048, 512]), "SwAV settings")
+    vicreg: VICRegConfig = option(VICRegConfig(projector=[2048, 2048, 512]), "VICReg settings")
     supervised: SupervisedConfig = option(SupervisedConfig(), "supervised AAM-softmax settings")
-    ssps: SSPSConfig = option(SSPSConfig(), "self-supervised positive sampling (SimCLR, DINO)")
+    ssps: SSPSConfig = option(
+        SSPSConfig(), "self-supervised positive sampling (all but supervised)"
+    )
 
 
 def build_method(
@@ -33,6 +41,12 @@ def build_method(
         return SimCLR(frontend, encoder, config.simclr)
     if config.name == "dino":
         return DINO(frontend, encoder, config.dino)
+    if config.name == "moco":
+        return MoCo(frontend, encoder, config.moco)
+    if config.name == "swav":
+        return SwAV(frontend, encoder, config.swav)
+    if config.name == "vicreg":
+        return VICReg(frontend, encoder, config.vicreg)
     return Supervised(frontend, encoder, config.supervised, n_speakers)
 
 

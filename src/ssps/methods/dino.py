@@ -23,6 +23,7 @@ from ..data.views import ViewSpec
 from ..distributed import all_reduce_mean
 from ..options import option
 from .base import Method, StepInfo
+from .layers import WeightNormLinear, ema_momentum, ema_update
 
 log = logging.getLogger("ssps.dino")
 
@@ -45,18 +46,6 @@ class DINOConfig:
     ema_end: float = option(1.0, "teacher EMA momentum at the last step of the schedule")
     freeze_last_layer_epochs: int = option(1, "epochs during which the last layer is frozen")
     clip_grad: float = option(3.0, "cap on each gradient tensor's norm (0: off)")
-
-
-class WeightNormLinear(nn.Module):
-    """Linear layer without bias whose rows are unit-norm directions (weight norm, gain 1)."""
-
-    def __init__(self, in_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.direction = nn.Parameter(torch.empty(out_dim, in_dim))
-        nn.init.trunc_normal_(self.direction, std=0.02)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, F.normalize(self.direction, dim=1))
 
 
 class DINOHead(nn.Module):
@@ -117,12 +106,6 @@ def dino_loss(
         student_log_probabilities(student, student_temperature),
         teacher_probabilities(teacher, center, teacher_temperature),
     )
-
-
-def ema_momentum(step: int, total_steps: int, start: float, end: float) -> float:
-    """Cosine schedule from `start` at step 0 to `end` at `total_steps`."""
-    progress = min(step / max(total_steps, 1), 1.0)
-    return end - (end - start) * (math.cos(math.pi * progress) + 1) / 2
 
 
 def mean_entropy(probs: torch.Tensor) -> float:
@@ -288,8 +271,7 @@ class DINO(Method):
         m = ema_momentum(info.step, info.total_steps, self.config.ema_start, self.config.ema_end)
         student = list(self.encoder.parameters()) + list(self.head.parameters())
         teacher = list(self.teacher_parameters())
-        torch._foreach_mul_(teacher, m)
-        torch._foreach_add_(teacher, [p.detach() for p in student], alpha=1 - m)
+        ema_update(teacher, student, m)
 
     def embedding_modules(self):
         return self.frontend, self.teacher_encoder

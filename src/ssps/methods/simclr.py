@@ -10,25 +10,16 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ..data.views import ViewSpec
 from ..distributed import gather_with_grad, rank
 from ..options import option
-from .base import Method, StepInfo
+from .base import StepInfo
+from .two_views import TwoViewConfig, TwoViewMethod
 
 
 @dataclass
-class SimCLRConfig:
+class SimCLRConfig(TwoViewConfig):
     temperature: float = option(0.03, "NT-Xent temperature")
-    crop_seconds: float = option(2.0, "length of each of the two crops")
-    projector: list[int] = option([], "projector MLP layer sizes after the encoder; [] for none")
-    encode_views: str = option(
-        "separate",
-        "separate: one encoder pass per view, as the reference code (BatchNorm statistics of "
-        "one view each); joint: both views as one 2B batch (statistics mix the two views)",
-        choices=("separate", "joint"),
-    )
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, float]:
@@ -54,58 +45,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[tor
     return loss, accuracy
 
 
-def build_mlp(in_dim: int, sizes: list[int]) -> nn.Module:
-    """Linear-BN-ReLU blocks with a plain linear last layer; identity when `sizes` is empty."""
-    layers: list[nn.Module] = []
-    for i, size in enumerate(sizes):
-        layers.append(nn.Linear(in_dim, size))
-        if i < len(sizes) - 1:
-            layers += [nn.BatchNorm1d(size), nn.ReLU(inplace=True)]
-        in_dim = size
-    return nn.Sequential(*layers) if layers else nn.Identity()
-
-
-class SimCLR(Method):
+class SimCLR(TwoViewMethod):
     name = "simclr"
 
-    def __init__(self, frontend: nn.Module, encoder: nn.Module, config: SimCLRConfig) -> None:
-        super().__init__(frontend, encoder)
-        self.config = config
-        self.projector = build_mlp(encoder.embed_dim, config.projector)
-
-    def view_specs(self) -> list[ViewSpec]:
-        return [ViewSpec("views", self.config.crop_seconds, 2)]
-
-    def positive_branch(self, views: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected embeddings of both views: (B, D') each."""
-        x = views["views"]  # (B, 2, T)
-        if self.config.encode_views == "separate":
-            return self.projector(self.encode(x[:, 0])), self.projector(self.encode(x[:, 1]))
-        b = x.shape[0]
-        z = self.projector(self.encode(x.transpose(0, 1).reshape(2 * b, -1)))
-        return z[:b], z[b:]
-
-    def positives_in_reference_space(self) -> bool:
-        return not self.config.projector
-
-    def ssps_positive_shapes(self, form: str) -> dict[str, tuple[int, ...]]:
-        dim = self.config.projector[-1] if self.config.projector else self.encoder.embed_dim
-        return {"positive": (dim,)}
-
-    def _ssps_step(self, z2: torch.Tensor, views, batch, info: StepInfo) -> torch.Tensor:
-        reference = self.ssps_reference(views, info.epoch)
-        out = self.ssps.step(batch["index"], reference, {"positive": z2}, info.epoch, info.step)
-        return out["positive"]
-
-    def training_loss(self, views, batch, info: StepInfo):
-        z1, z2 = self.positive_branch(views)
-        if self.ssps is not None and self.ssps.collecting(info.epoch):
-            z2 = self._ssps_step(z2, views, batch, info)
+    def pair_loss(self, z1, z2, info: StepInfo):
         loss, accuracy = nt_xent(z1, z2, self.config.temperature)
         return loss, {"accuracy": accuracy}
-
-    @torch.no_grad()
-    def ssps_fill(self, views, batch) -> None:
-        _, z2 = self.positive_branch(views)
-        reference = self.reference_embeddings(views["reference"][:, 0])
-        self.ssps.fill(batch["index"], reference, {"positive": z2})
