@@ -96,6 +96,16 @@ def reset_peak(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+# The paper configs' settings that change a step's cost (configs/paper/*.yaml).
+METHOD_SETTINGS = {
+    "simclr": ["features.n_mels=40"],
+    "dino": ["features.n_mels=80", "trainer.optimizer=sgd"],
+    "moco": ["features.n_mels=40", "method.moco.queue_size=65536"],
+    "swav": ["features.n_mels=40", "method.swav.queue_start_epoch=0"],
+    "vicreg": ["features.n_mels=40"],
+}
+
+
 def train_rate(method: str, precision: str, sizes: dict, device, ssps: bool = False) -> dict:
     """Utterances/s of forward + backward + optimiser step of the real method."""
     c = sizes["channels"]
@@ -104,10 +114,8 @@ def train_rate(method: str, precision: str, sizes: dict, device, ssps: bool = Fa
         f"encoder.channels=[{c},{c},{c},{c},{3 * c}]",
         f"trainer.precision={'fp32' if precision == 'tf32' else precision}",
     ]
-    if method == "simclr":
-        overrides += ["method.name=simclr", "features.n_mels=40"]
-    else:
-        overrides += ["method.name=dino", "features.n_mels=80", "trainer.optimizer=sgd"]
+    overrides += [f"method.name={method}", *METHOD_SETTINGS[method]]
+    if method == "dino":
         overrides += [f"method.dino.out_dim={sizes['dino_out']}"]
     if ssps:
         overrides += ["method.ssps.enabled=true", "method.ssps.start_epoch=0"]
@@ -226,6 +234,12 @@ def speed(sizes: dict, device, record, errors: dict) -> None:
                 "voxceleb2_epoch_minutes": round(1_092_009 / with_ssps["utterances_per_s"] / 60, 2),
             },
         )
+    others = {}  # the other frameworks at the paper's settings, bf16, beside SimCLR's
+    for method in ("moco", "swav", "vicreg"):
+        others[method] = guarded(
+            f"{method}_bf16", lambda m=method: train_rate(m, "bf16", sizes, device)
+        )
+        record("frameworks_bf16", others)
     dino = {}
     for precision in ("fp32", "bf16"):
         dino[precision] = guarded(
@@ -276,6 +290,16 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.smoke and not torch.cuda.is_available():
         parser.error("no CUDA device: run with --smoke for the CPU check")
     device = torch.device("cpu" if args.smoke else "cuda")
+    threads = torch.get_num_threads()
+    if args.smoke:  # toy sizes gain nothing from threads, and a busy CPU makes them spin
+        torch.set_num_threads(1)
+    try:
+        return run_checks(args, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_checks(args: argparse.Namespace, device: torch.device) -> dict:
     sizes = SMOKE if args.smoke else FULL
     out = args.out or RESULTS.with_name("gpu_check_smoke.json" if args.smoke else RESULTS.name)
     report = {
