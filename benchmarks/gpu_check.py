@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_equivalence import equivalence, tf32  # noqa: E402
-from ssps_overhead import attach_full_ssps  # noqa: E402
+from ssps_overhead import attach_full_ssps, train_step  # noqa: E402
 from ssps_speed import synchroniser, time_kmeans, time_step  # noqa: E402
 
 from ssps.augment import Augmenter  # noqa: E402
@@ -140,13 +140,7 @@ def train_rate(method: str, precision: str, sizes: dict, device, ssps: bool = Fa
             extra = {"index": torch.randperm(n, device=device)[:batch]}
             sync()
             start = time.perf_counter()
-            with autocast(device, config.trainer.precision):
-                loss, _ = model(views, extra, info)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            model.after_backward(info)
-            optimizer.step()
-            model.after_optimizer_step(info)
+            train_step(model, optimizer, views, extra, info, device, config.trainer.precision)
             sync()
             if i >= 2:
                 times.append(time.perf_counter() - start)

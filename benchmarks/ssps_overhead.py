@@ -75,6 +75,17 @@ def attach_full_ssps(model, config, n: int, queue: int, device) -> dict:
     }
 
 
+def train_step(model, optimizer, views, extra, info, device, precision: str) -> None:
+    """Forward, backward and optimiser step of the real method, with its hooks."""
+    with autocast(device, precision):
+        loss, _ = model(views, extra, info)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    model.after_backward(info)
+    optimizer.step()
+    model.after_optimizer_step(info)
+
+
 def time_step(method, precision, batch, steps, device, n, form=None, queue=PAPER_QUEUE) -> dict:
     ssps = form is not None
     overrides = METHODS[method] + ENCODER + [f"trainer.precision={precision}"]
@@ -100,13 +111,7 @@ def time_step(method, precision, batch, steps, device, n, form=None, queue=PAPER
         extra = {"index": torch.randperm(n, device=device)[:batch]}
         sync()
         start = time.perf_counter()
-        with autocast(device, precision):
-            loss, _ = model(views, extra, info)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        model.after_backward(info)
-        optimizer.step()
-        model.after_optimizer_step(info)
+        train_step(model, optimizer, views, extra, info, device, precision)
         sync()
         if i:
             times.append(time.perf_counter() - start)

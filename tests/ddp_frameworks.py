@@ -4,7 +4,6 @@ gloo step (each rank half of a global batch), saved by rank 0.
 Run as: torchrun --standalone --nproc_per_node=2 tests/ddp_frameworks.py OUT.pt
 """
 
-import os
 import sys
 
 import torch
@@ -12,6 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ddp_common import save_and_exit
 from ssps.methods.moco import moco_loss
 from ssps.methods.swav import sinkhorn, swapped_prediction_loss
 from ssps.methods.vicreg import vicreg_terms
@@ -57,12 +57,7 @@ def main() -> None:
         loss = losses(model(x1[mine]), model(x2[mine]), queue, prototypes)[name]
         loss.backward()
         grads[name] = {k: p.grad for k, p in model.module.named_parameters()}
-    if rank == 0:
-        torch.save(grads, sys.argv[1])
-    dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    os._exit(0)
+    save_and_exit(grads, sys.argv[1])
 
 
 if __name__ == "__main__":

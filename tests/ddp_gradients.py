@@ -3,13 +3,13 @@
 Run as: torchrun --standalone --nproc_per_node=2 tests/ddp_gradients.py OUT.pt
 """
 
-import os
 import sys
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ddp_common import save_and_exit
 from ssps.methods.simclr import nt_xent
 
 
@@ -32,12 +32,7 @@ def main() -> None:
     mine = slice(rank * n, (rank + 1) * n)
     loss, _ = nt_xent(model(x1[mine]), model(x2[mine]), 0.1)
     loss.backward()
-    if rank == 0:
-        torch.save({k: p.grad for k, p in model.module.named_parameters()}, sys.argv[1])
-    dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    os._exit(0)
+    save_and_exit({k: p.grad for k, p in model.module.named_parameters()}, sys.argv[1])
 
 
 if __name__ == "__main__":

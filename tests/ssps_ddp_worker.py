@@ -8,7 +8,6 @@ Run as: torchrun --standalone --nproc_per_node=2 tests/ssps_ddp_worker.py OUT.pt
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ddp_common import save_and_exit
 from ssps.distributed import gather
 from ssps.sampling import SSPS, SSPSConfig
 
@@ -81,12 +81,7 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     n = BATCH // world
     record = run_all(slice(rank * n, (rank + 1) * n))
-    if rank == 0:
-        torch.save(record, sys.argv[1])
-    dist.barrier()
-    dist.destroy_process_group()
-    sys.stdout.flush()
-    os._exit(0)
+    save_and_exit(record, sys.argv[1])
 
 
 if __name__ == "__main__":
