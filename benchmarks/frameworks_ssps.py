@@ -4,15 +4,19 @@ the scaled-down VoxCeleb-shaped corpus, and each framework's training-step speed
 Per framework, on `voxceleb-shaped-demo` with the demo's settings (ECAPA-TDNN C=64, 128-d,
 1.5 s crops, batch 64; benchmarks/runs/frameworks/<name>-*): a base of `--base-epochs`,
 then from its checkpoint `--more-epochs` more of (a) the same framework (continued) and
-(b) the framework + SSPS (K 1,200, M 1, |Q_pos| 1,200: the demo's). Scored on the corpus'
+(b) the framework + SSPS (K 1,200, M 1, |Q_pos| 1,200: the demo's) and (c) the SSPS
+oracle (the pseudo-positive is another utterance of the true speaker: what the
+framework's SSPS path gives when positives are right). Scored on the corpus'
 6,000 trials with speaker-bootstrap 95 % intervals; the SSPS-vs-continued paired relative
 EER difference is the number that isolates SSPS. Framework settings are the paper's where
 they scale (temperatures, loss weights, MoCo without projector) and scaled down where they
 are sizes: projectors 512-512-128 (paper 2048-2048-512), SwAV 300 prototypes and a
 512-entry queue from epoch 2 (paper 3,000, 3,840 from epoch 15), MoCo queue 1,024 (paper
-65,536; the training set has 2,400 utterances).
-Step speed: forward + backward + optimiser step at ECAPA-TDNN C=512, batch 16, two 2 s
-views, fp32, one thread, with the paper's framework sizes (`gpu_check.train_rate`).
+65,536; the training set has 2,400 utterances); `moco-queue64` repeats MoCo with a 64-key
+queue, which holds almost no negative of the anchor's own speaker.
+Step speed: forward + backward + optimiser step at ECAPA-TDNN C=512, batch 16 for every
+framework, two 2 s views, fp32, one thread, with the paper's framework sizes
+(`gpu_check.train_rate`).
 Resumable (finished runs are skipped). Writes benchmarks/results/frameworks_ssps.json.
 
     .venv/bin/python benchmarks/frameworks_ssps.py [--only moco,swav] [--no-speed]
@@ -51,8 +55,16 @@ SETTINGS = {
         "method.swav.queue_start_epoch=2",
     ],
     "vicreg": ["method.vicreg.projector=[512,512,128]"],
+    # MoCo's queue against the corpus' 24 utterances per speaker: 1,024 keys hold about ten
+    # of the anchor's own speaker (as 65,536 do for VoxCeleb2's 182 per speaker); 64 hold <1
+    "moco-queue64": ["method.moco.queue_size=64"],
 }
 SSPS_KEYS = ("ssps_coverage", "ssps_speaker_accuracy", "ssps_session_accuracy", "ssps_useful")
+
+
+def method_of(name: str) -> str:
+    """The method a SETTINGS entry trains ("moco-queue64" -> "moco")."""
+    return name.split("-")[0]
 
 
 def train_and_score(run: Path, overrides: list[str], trials: Path, epochs: int) -> dict:
@@ -77,7 +89,7 @@ def _epochs(run: Path) -> int:
 def framework_runs(name: str, corpus: Path, runs: Path, base_epochs: int, more: int) -> dict:
     trials = corpus / "test" / "trials.txt"
     plan = FULL
-    common = [f"method.name={name}", *SETTINGS[name]]
+    common = [f"method.name={method_of(name)}", *SETTINGS[name]]
     base = runs / f"{name}-base"
     out = {}
     total = base_epochs + more
@@ -94,11 +106,13 @@ def framework_runs(name: str, corpus: Path, runs: Path, base_epochs: int, more: 
         ("base", base, [f"trainer.epochs={base_epochs}"], base_epochs),
         ("continued", runs / f"{name}-continued", cont, total),
         ("ssps", runs / f"{name}-ssps", [*cont, *ssps], total),
+        ("oracle", runs / f"{name}-oracle", [*cont, *ssps, "method.ssps.sampling=oracle"], total),
     ):
         overrides = [*run_overrides(plan, corpus, run), *common, *extra]
         out[kind] = train_and_score(run, overrides, trials, epochs)
         print(name, kind, json.dumps(out[kind]), flush=True)
-    comparison = compare_runs({k: runs / f"{name}-{k}" for k in ("continued", "base", "ssps")})
+    kinds = ("continued", "base", "ssps", "oracle")
+    comparison = compare_runs({k: runs / f"{name}-{k}" for k in kinds})
     print(format_comparison(comparison), flush=True)
     out["comparison_vs_continued"] = comparison
     return out
@@ -145,7 +159,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     if not args.no_speed:
-        report["step_speed_cpu"] = step_speeds(names)
+        report["step_speed_cpu"] = step_speeds([n for n in names if n == method_of(n)])
         print(json.dumps(report["step_speed_cpu"]), flush=True)
     report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     args.out.write_text(json.dumps(report, indent=1) + "\n")

@@ -128,7 +128,7 @@ def train_rate(method: str, precision: str, sizes: dict, device, ssps: bool = Fa
     if ssps:
         attach_full_ssps(model, config, n, sizes["queue"], device)
     optimizer = build_optimizer(model, config.trainer)
-    batch = sizes["batch"] if method == "simclr" else sizes["dino_batch"]
+    batch = sizes["dino_batch"] if method == "dino" else sizes["batch"]
     specs = model.training_views(config.method.ssps.reference_seconds if ssps else None)
     views = {
         s.name: torch.randn(batch, s.count, s.samples(16000), device=device) * 0.1 for s in specs
