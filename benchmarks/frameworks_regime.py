@@ -9,7 +9,9 @@ checkpoint of (a) the same framework, (b) + SSPS at the setting the SimCLR base'
 preferred (K 4,000, M 1, |Q_pos| 4,096), (c) the SSPS oracle. Runs go `--jobs` at a time
 with one thread each. Every EER carries a speaker-bootstrap 95 % interval (60 test
 speakers, 1,000 draws); the relative column is paired against the framework's continued run.
-SimCLR's rows are read from the regime benchmark's run folders when they exist.
+SimCLR's rows are read from the regime benchmark's run folders when they exist. A framework
+name may be any SETTINGS entry of `frameworks_ssps.py` (e.g. `moco-momentum0.97`, MoCo with
+its key encoder's EMA scaled to this corpus' 125 steps per epoch).
 Resumable (finished runs are reused). Writes benchmarks/results/frameworks_regime.json.
 
     .venv/bin/python benchmarks/frameworks_regime.py [--frameworks vicreg,moco,swav] \\
@@ -24,7 +26,7 @@ import os
 import time
 from pathlib import Path
 
-from frameworks_ssps import SETTINGS
+from frameworks_ssps import SETTINGS, method_of
 from ssps_regime import CONFIG, ssps_args
 from voxsim_ssps import train_runs
 
@@ -91,8 +93,8 @@ def main() -> None:
             f"data.manifest={corpus / 'train/manifest.csv'}",
             f"evaluation.trials={corpus / 'test/trials.txt'}",
             "trainer.threads=1",
-            f"method.name={name}",
-            f"method.{name}.crop_seconds=1.5",
+            f"method.name={method_of(name)}",
+            f"method.{method_of(name)}.crop_seconds=1.5",
             *SETTINGS[name],
         ]
         for name in names
@@ -112,7 +114,7 @@ def main() -> None:
     folders.update({n: {k: runs / f"{n}-{k}" for k in SIMCLR} for n in names})
     for name, kinds in folders.items():
         report["frameworks"][name] = {
-            "runs": [r for r in rows if r["name"].startswith(f"{name}-")],
+            "runs": [r for r in rows if r["name"].rsplit("-", 1)[0] == name],
             "comparison_vs_continued": compare(kinds, args.draws),
         }
     report.update(

@@ -13,7 +13,8 @@ they scale (temperatures, loss weights, MoCo without projector) and scaled down 
 are sizes: projectors 512-512-128 (paper 2048-2048-512), SwAV 300 prototypes and a
 512-entry queue from epoch 2 (paper 3,000, 3,840 from epoch 15), MoCo queue 1,024 (paper
 65,536; the training set has 2,400 utterances); `moco-queue64` repeats MoCo with a 64-key
-queue, which holds almost no negative of the anchor's own speaker.
+queue, which holds almost no negative of the anchor's own speaker, and `moco-momentum0.9`
+with the key encoder's EMA time constant scaled to the run's length (see SETTINGS).
 Step speed: forward + backward + optimiser step at ECAPA-TDNN C=512, batch 16 for every
 framework, two 2 s views, fp32, one thread, with the paper's framework sizes
 (`gpu_check.train_rate`).
@@ -58,6 +59,20 @@ SETTINGS = {
     # MoCo's queue against the corpus' 24 utterances per speaker: 1,024 keys hold about ten
     # of the anchor's own speaker (as 65,536 do for VoxCeleb2's 182 per speaker); 64 hold <1
     "moco-queue64": ["method.moco.queue_size=64"],
+    # The key encoder's EMA time constant against the run's length: tau 0.999 averages over
+    # ~1,000 steps, 0.23 epoch of VoxCeleb2 (4,265 steps) but 27 epochs here (37 steps),
+    # longer than the whole run; 0.9 (~10 steps) restores the paper's ratio
+    "moco-momentum0.9": [
+        "method.moco.queue_size=1024",
+        "method.moco.momentum=0.9",
+        "method.moco.momentum_end=0.9",
+    ],
+    # the same ratio on frameworks_regime.py's corpus (125 steps per epoch): ~30 steps
+    "moco-momentum0.97": [
+        "method.moco.queue_size=1024",
+        "method.moco.momentum=0.97",
+        "method.moco.momentum_end=0.97",
+    ],
 }
 SSPS_KEYS = ("ssps_coverage", "ssps_speaker_accuracy", "ssps_session_accuracy", "ssps_useful")
 
