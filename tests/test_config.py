@@ -32,6 +32,17 @@ def test_int_is_accepted_for_float_but_not_the_reverse(tmp_path):
         load_config(write(tmp_path, {"trainer": {"epochs": 2.5}}))
 
 
+def test_exponent_notation_is_a_float(tmp_path):
+    # PyYAML reads 5e-5 as the string '5e-5'; a float field must still take it
+    path = write(tmp_path, {"trainer": {"min_lr": "1E-6"}})
+    cfg = load_config(path, ["trainer.weight_decay=5e-5"])
+    assert cfg.trainer.weight_decay == 5e-5 and cfg.trainer.min_lr == 1e-6
+    with pytest.raises(ConfigError, match=r"'trainer.lr' must be of type float"):
+        load_config(None, ["trainer.lr=5e"])
+    with pytest.raises(ConfigError, match=r"'trainer.epochs' must be of type int"):
+        load_config(None, ["trainer.epochs=1e3"])  # an int field does not take it
+
+
 @pytest.mark.parametrize(
     "data, pattern",
     [

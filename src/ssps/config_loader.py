@@ -8,6 +8,7 @@ before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,6 +19,10 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the config tree."""
+
+
+# YAML 1.1 (PyYAML) reads 5e-5 and 1e3 as strings: it wants a dot in the mantissa
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _describe_type(tp: Any) -> str:
@@ -56,6 +61,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
             return float(value)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
