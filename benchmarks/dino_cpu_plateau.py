@@ -29,8 +29,9 @@ import platform
 import time
 from pathlib import Path
 
-from voxsim_ssps import train_runs
+from voxsim_ssps import corpus_overrides, train_runs
 
+from ssps.config import load_config
 from ssps.data.synthetic import generate_corpus
 from ssps.demo import FULL
 from ssps.evaluation.bootstrap import compare_runs, format_comparison
@@ -70,8 +71,7 @@ def main() -> None:
             name,
             args.runs / name,
             [
-                f"data.manifest={args.corpus / 'train/manifest.csv'}",
-                f"evaluation.trials={args.corpus / 'test/trials.txt'}",
+                *corpus_overrides(args.corpus),
                 "trainer.threads=1",
                 f"trainer.epochs={args.epochs}",
                 *overrides,
@@ -84,8 +84,9 @@ def main() -> None:
     args.runs.mkdir(parents=True, exist_ok=True)
     rows = train_runs(jobs, log, first_epoch=0, parallel=args.jobs, config=CONFIG)
     for row in rows:
-        out_dim = 4096 if "out_dim=4096" in " ".join(row["overrides"]) else 65536
-        epochs = read_metrics(Path(row["run_dir"]), "epoch")
+        run = Path(row["run_dir"])
+        epochs = read_metrics(run, "epoch")
+        out_dim = load_config(run / "config.yaml").method.dino.out_dim
         row["ln_out_dim"] = round(math.log(out_dim), 3)
         row["per_epoch"] = {k: [round(e[k], 3) for e in epochs] for k in CURVE_KEYS}
         row["train_s"] = round(sum(e["epoch_seconds"] for e in epochs))  # wall_s: this call's

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from voxsim_ssps import SSPS_KEYS, train_runs
+from voxsim_ssps import SSPS_KEYS, corpus_overrides, train_runs
 
 from ssps.data.synthetic import CorpusConfig, generate_corpus
 
@@ -59,8 +59,7 @@ def main() -> None:
     k = args.clusters or sessions
     out_dim, bottleneck, n_global = 65536, 256, 2
     common = [
-        f"data.manifest={corpus / 'train/manifest.csv'}",
-        f"evaluation.trials={corpus / 'test/trials.txt'}",
+        *corpus_overrides(corpus),
         "trainer.progress=false",
     ]
     log_path = args.runs / "dino_forms.log"

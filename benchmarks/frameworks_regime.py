@@ -28,7 +28,7 @@ from pathlib import Path
 
 from frameworks_ssps import SETTINGS, method_of
 from ssps_regime import CONFIG, ssps_args
-from voxsim_ssps import train_runs
+from voxsim_ssps import corpus_overrides, train_runs
 
 from ssps.data.synthetic import generate_corpus, preset_config
 from ssps.evaluation.bootstrap import compare_runs, format_comparison
@@ -90,8 +90,7 @@ def main() -> None:
     total = args.base_epochs + args.more_epochs
     common = {
         name: [
-            f"data.manifest={corpus / 'train/manifest.csv'}",
-            f"evaluation.trials={corpus / 'test/trials.txt'}",
+            *corpus_overrides(corpus),
             "trainer.threads=1",
             f"method.name={method_of(name)}",
             f"method.{method_of(name)}.crop_seconds=1.5",

@@ -46,6 +46,16 @@ from ssps.evaluation.bootstrap import compare_runs, format_comparison  # noqa: E
 from ssps.train.metrics_log import read_metrics  # noqa: E402
 from ssps.train.trainer import Trainer  # noqa: E402
 
+
+def moco_momentum(tau: float) -> list[str]:
+    """MoCo (queue 1,024) with its key encoder's EMA momentum held at `tau`."""
+    return [
+        "method.moco.queue_size=1024",
+        f"method.moco.momentum={tau}",
+        f"method.moco.momentum_end={tau}",
+    ]
+
+
 SETTINGS = {
     "simclr": [],
     "moco": ["method.moco.queue_size=1024"],
@@ -62,17 +72,9 @@ SETTINGS = {
     # The key encoder's EMA time constant against the run's length: tau 0.999 averages over
     # ~1,000 steps, 0.23 epoch of VoxCeleb2 (4,265 steps) but 27 epochs here (37 steps),
     # longer than the whole run; 0.9 (~10 steps) restores the paper's ratio
-    "moco-momentum0.9": [
-        "method.moco.queue_size=1024",
-        "method.moco.momentum=0.9",
-        "method.moco.momentum_end=0.9",
-    ],
+    "moco-momentum0.9": moco_momentum(0.9),
     # the same ratio on frameworks_regime.py's corpus (125 steps per epoch): ~30 steps
-    "moco-momentum0.97": [
-        "method.moco.queue_size=1024",
-        "method.moco.momentum=0.97",
-        "method.moco.momentum_end=0.97",
-    ],
+    "moco-momentum0.97": moco_momentum(0.97),
 }
 SSPS_KEYS = ("ssps_coverage", "ssps_speaker_accuracy", "ssps_session_accuracy", "ssps_useful")
 

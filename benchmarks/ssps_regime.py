@@ -30,7 +30,7 @@ import os
 import time
 from pathlib import Path
 
-from voxsim_ssps import SSPS_KEYS, train_runs
+from voxsim_ssps import SSPS_KEYS, corpus_overrides, train_runs
 
 from ssps.data.manifest import Manifest
 from ssps.data.synthetic import generate_corpus, preset_config
@@ -202,8 +202,7 @@ def main() -> None:
     runs.mkdir(parents=True, exist_ok=True)
     log_path = runs / "ssps_regime.log"
     common = [
-        f"data.manifest={corpus / 'train/manifest.csv'}",
-        f"evaluation.trials={corpus / 'test/trials.txt'}",
+        *corpus_overrides(corpus),
         *args.extra,
     ]
     base = runs / "simclr-base"

@@ -88,6 +88,15 @@ def continuations(start: int) -> list[tuple[str, str, dict]]:
     ]
 
 
+def corpus_overrides(corpus: Path) -> list[str]:
+    """The overrides that point a run at a VoxCeleb-format corpus folder (train manifest and
+    test trials)."""
+    return [
+        f"data.manifest={corpus / 'train/manifest.csv'}",
+        f"evaluation.trials={corpus / 'test/trials.txt'}",
+    ]
+
+
 def shown(cmd: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in cmd)
 
@@ -212,8 +221,7 @@ def main() -> None:
     voxsim = Path(args.voxsim).resolve()
     started = time.time()
     common = [
-        f"data.manifest={voxsim / 'train/manifest.csv'}",
-        f"evaluation.trials={voxsim / 'test/trials.txt'}",
+        *corpus_overrides(voxsim),
         "trainer.progress=false",
         *EFFECTS,
     ]
