@@ -191,3 +191,70 @@ def test_dino_step_computes_each_softmax_once(monkeypatch):
     loss, metrics = dino(views, {}, StepInfo(epoch=0, step=0, steps_per_epoch=1, total_steps=1))
     assert calls == {"softmax": 2, "log_softmax": 4}
     assert torch.isfinite(loss) and 0 < metrics["student_entropy"] <= math.log(32) + 1e-6
+
+
+def test_dino_head_init_follows_the_references():
+    torch.manual_seed(0)
+    cfg = DINOConfig(head_hidden=512, head_bottleneck=256, out_dim=32, n_local=2)
+    head = DINO(MeanFrontEnd(), TinyEncoder(), cfg).head
+    linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3
+    for layer in linears:
+        assert torch.count_nonzero(layer.bias) == 0
+        assert abs(layer.weight.std().item() - 0.02) < 0.003  # trunc_normal(std 0.02)
+        assert layer.weight.abs().max().item() <= 2.0  # truncated at +-2
+
+
+def test_dino_norm_last_layer_fixes_or_trains_the_gain():
+    from ssps.methods.base import StepInfo
+
+    fixed = make_dino()
+    assert fixed.head.last_layer.gain is None
+    assert all("gain" not in name for name, _ in fixed.named_parameters())
+    free = make_dino(norm_last_layer=False)
+    layer = free.head.last_layer
+    torch.testing.assert_close(layer.gain, torch.ones(32, 1))
+    with torch.no_grad():
+        layer.gain[0] = 2.0
+    z = F.normalize(torch.randn(3, 4), dim=-1)
+    expected = F.linear(z, F.normalize(layer.direction, dim=1)) * layer.gain.T
+    torch.testing.assert_close(layer(z), expected)
+    views = {"global": torch.randn(3, 2, 64), "local": torch.randn(3, 2, 32)}
+    for epoch, frozen in ((0, True), (1, False)):  # frozen in epoch 0 like the directions
+        info = StepInfo(epoch=epoch, step=epoch, steps_per_epoch=1, total_steps=2)
+        free.zero_grad()
+        free(views, {}, info)[0].backward()
+        free.after_backward(info)
+        assert (layer.gain.grad is None) == frozen
+
+
+def test_dino_teacher_temperature_warmup_is_the_reference_linspace():
+    cfg = dict(teacher_temperature_warmup=0.04, teacher_temperature=0.07)
+    for warmup in (1, 2, 5):
+        dino = make_dino(teacher_temperature_warmup_epochs=warmup, **cfg)
+        expected = list(np.linspace(0.04, 0.07, warmup)) + [0.07] * 3
+        got = [dino.teacher_temperature(e) for e in range(warmup + 3)]
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_dino_collapse_monitor(caplog):
+    dino = make_dino()
+    ln_k = math.log(32)
+    healthy = {"teacher_entropy": 1.0, "teacher_batch_entropy": 3.0, "teacher_kl": 2.0}
+    uniform = {"teacher_entropy": ln_k, "teacher_batch_entropy": ln_k, "teacher_kl": 0.0}
+    one = {"teacher_entropy": 0.0, "teacher_batch_entropy": 0.001, "teacher_kl": 0.001}
+    with caplog.at_level("WARNING", logger="ssps.dino"):
+        dino.review_epoch(0, healthy)
+        assert not caplog.records
+        dino.review_epoch(1, uniform)
+        dino.review_epoch(2, one)
+    assert "epoch 1" in caplog.records[0].message and "uniform" in caplog.records[0].message
+    assert "epoch 2" in caplog.records[1].message
+    assert "one prototype" in caplog.records[1].message
+    # the step's metrics carry the KL term: batch-mean entropy minus mean entropy
+    from ssps.methods.base import StepInfo
+
+    views = {"global": torch.randn(6, 2, 64), "local": torch.randn(6, 2, 32)}
+    _, metrics = dino(views, {}, StepInfo(epoch=0, step=0, steps_per_epoch=1, total_steps=1))
+    kl = metrics["teacher_batch_entropy"] - metrics["teacher_entropy"]
+    assert abs(metrics["teacher_kl"] - kl) < 1e-9 and metrics["teacher_kl"] >= -1e-6

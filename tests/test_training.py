@@ -158,3 +158,25 @@ def test_shipped_configs_are_valid():
     assert paths
     for path in paths:
         load_config(path)
+
+
+def test_validation_before_the_first_step(tiny_corpus, tmp_path):
+    """With validation on, a run logs its EER before training (BatchNorm calibrated on a
+    copy, so training is unchanged) and a resume does not log it again."""
+    run = tmp_path / "run"
+    args = (
+        "trainer.max_steps_per_epoch=1",
+        "evaluation.validate_every=1",
+        f"evaluation.trials={tiny_corpus / 'trials.txt'}",
+    )
+    make_trainer(tiny_corpus, run, "trainer.epochs=1", *args).fit()
+    first = read_metrics(run, "validation")
+    assert len(first) == 1 and first[0]["step"] == 0 and first[0]["epoch"] == -1
+    assert 0 <= first[0]["val_eer"] <= 100
+    plain = tmp_path / "plain"
+    make_trainer(tiny_corpus, plain, "trainer.epochs=1", "trainer.max_steps_per_epoch=1").fit()
+    for a, b in zip(read_metrics(run, "step"), read_metrics(plain, "step"), strict=True):
+        assert a["loss"] == b["loss"]  # the step-0 validation does not touch training
+    make_trainer(tiny_corpus, run, "trainer.epochs=2", *args).fit()
+    assert len(read_metrics(run, "validation")) == 1
+    assert [r["epoch"] for r in read_metrics(run, "epoch")] == [0, 1]

@@ -1,7 +1,10 @@
 """The manifest: a CSV of utterances (`file,duration[,speaker,session]`) under an audio root.
 
-`file` is relative to the audio root. Speaker and session labels are optional and are used
-only for evaluation, diagnostics and the supervised/oracle baselines, never by
+`file` is relative to the audio root. The root is, in order: the one the caller names
+(`data.audio_root`, `--audio-root`), the one recorded on the manifest's first line
+(`# audio_root: PATH`, written by `ssps prepare folder`; a relative PATH is relative to the
+manifest's folder), else the manifest's folder. Speaker and session labels are optional and
+are used only for evaluation, diagnostics and the supervised/oracle baselines, never by
 self-supervised training.
 """
 
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 REQUIRED_COLUMNS = ("file", "duration")
+ROOT_LINE = "# audio_root: "
 LABEL_COLUMNS = ("speaker", "session")
 
 
@@ -73,28 +77,41 @@ class Manifest:
 
     @classmethod
     def read(cls, path: str | Path, root: str | Path | None = None) -> Manifest:
-        """Read a manifest; `root` defaults to the manifest's folder."""
+        """Read a manifest; `root` defaults to the recorded root, else the manifest's folder."""
         path = Path(path)
         if not path.is_file():
             raise ManifestError(f"{path}: manifest not found")
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            first = handle.readline()
+            recorded = (
+                first[len(ROOT_LINE) :].rstrip("\r\n") if first.startswith(ROOT_LINE) else None
+            )
+            if recorded is None:
+                handle.seek(0)
             reader = csv.DictReader(handle)
             columns = reader.fieldnames or []
             missing = [c for c in REQUIRED_COLUMNS if c not in columns]
             if missing:
                 raise ManifestError(f"{path}: missing column(s) {missing}; found {columns}")
-            utterances = [_parse_row(row, path, line) for line, row in enumerate(reader, 2)]
+            first_row = 3 if recorded is not None else 2
+            utterances = [_parse_row(row, path, line) for line, row in enumerate(reader, first_row)]
         if not utterances:
             raise ManifestError(f"{path}: no utterances")
-        return cls(utterances, path.parent if root is None else root)
+        if root is None:
+            root = path.parent / recorded if recorded else path.parent
+        return cls(utterances, root)
 
-    def write(self, path: str | Path) -> None:
+    def write(self, path: str | Path, record_root: bool = False) -> None:
+        """Write the CSV; `record_root` puts the audio root (absolute) on its first line, so
+        that the manifest resolves wherever it is read from."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = list(REQUIRED_COLUMNS) + [
             c for c in LABEL_COLUMNS if any(getattr(u, c) for u in self.utterances)
         ]
-        with path.open("w", newline="") as handle:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            if record_root:
+                handle.write(f"{ROOT_LINE}{self.root.resolve()}\n")
             writer = csv.writer(handle)
             writer.writerow(columns)
             for u in self.utterances:

@@ -87,6 +87,9 @@ class Method(nn.Module, metaclass=ABCMeta):
     def epoch_metrics(self) -> dict[str, float]:
         return self.ssps.epoch_metrics() if self.ssps is not None else {}
 
+    def review_epoch(self, epoch: int, summary: dict[str, float]) -> None:
+        """Look at an epoch's mean metrics (e.g. warn of a collapse); nothing by default."""
+
     @abstractmethod
     def view_specs(self) -> list[ViewSpec]:
         """The crops the loader must cut for each utterance."""

@@ -40,16 +40,29 @@ class DINOConfig:
     student_temperature: float = option(0.1, "student softmax temperature")
     teacher_temperature: float = option(0.04, "teacher softmax temperature after warm-up")
     teacher_temperature_warmup: float = option(0.04, "teacher temperature at epoch 0")
-    teacher_temperature_warmup_epochs: int = option(0, "epochs of linear teacher warm-up")
+    teacher_temperature_warmup_epochs: int = option(
+        0, "epochs of linear teacher warm-up (the last of them at the final temperature)"
+    )
     center_momentum: float = option(0.9, "momentum of the teacher-output centre")
     ema_start: float = option(0.996, "teacher EMA momentum at step 0")
     ema_end: float = option(1.0, "teacher EMA momentum at the last step of the schedule")
     freeze_last_layer_epochs: int = option(1, "epochs during which the last layer is frozen")
     clip_grad: float = option(3.0, "cap on each gradient tensor's norm (0: off)")
+    norm_last_layer: bool = option(
+        True, "fix the last layer's weight-norm gain at 1 (false: a trainable gain per output)"
+    )
+    collapse_margin: float = option(
+        0.01, "warn when the teacher's KL term or batch entropy falls below this share of ln K"
+    )
 
 
 class DINOHead(nn.Module):
-    def __init__(self, in_dim: int, hidden: int, bottleneck: int, out_dim: int) -> None:
+    """MLP (Linear-BN-GELU x 2, Linear to the bottleneck; weights trunc_normal(std 0.02), zero
+    biases, as in both references), L2 norm, weight-normalised last layer."""
+
+    def __init__(
+        self, in_dim: int, hidden: int, bottleneck: int, out_dim: int, norm_last_layer: bool = True
+    ) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden),
@@ -60,7 +73,11 @@ class DINOHead(nn.Module):
             nn.GELU(),
             nn.Linear(hidden, bottleneck),
         )
-        self.last_layer = WeightNormLinear(bottleneck, out_dim)
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        self.last_layer = WeightNormLinear(bottleneck, out_dim, learn_gain=not norm_last_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))
@@ -119,13 +136,18 @@ class DINO(Method):
         super().__init__(frontend, encoder)
         self.config = config
         cfg = config
-        self.head = DINOHead(encoder.embed_dim, cfg.head_hidden, cfg.head_bottleneck, cfg.out_dim)
+        self.head = DINOHead(
+            encoder.embed_dim,
+            cfg.head_hidden,
+            cfg.head_bottleneck,
+            cfg.out_dim,
+            cfg.norm_last_layer,
+        )
         self.teacher_encoder = copy.deepcopy(encoder)
         self.teacher_head = copy.deepcopy(self.head)
         for param in self.teacher_parameters():
             param.requires_grad_(False)
         self.register_buffer("center", torch.zeros(1, cfg.out_dim))
-        self._warned_epoch = -1
 
     def teacher_parameters(self):
         yield from self.teacher_encoder.parameters()
@@ -139,10 +161,15 @@ class DINO(Method):
         return specs
 
     def teacher_temperature(self, epoch: int) -> float:
+        """The reference's np.linspace(warm-up, final, warm-up epochs) then the final value:
+        the last warm-up epoch already runs at the final temperature."""
         cfg = self.config
-        if epoch >= cfg.teacher_temperature_warmup_epochs:
+        warmup = cfg.teacher_temperature_warmup_epochs
+        if epoch >= warmup:
             return cfg.teacher_temperature
-        frac = epoch / cfg.teacher_temperature_warmup_epochs
+        if warmup == 1:
+            return cfg.teacher_temperature_warmup
+        frac = epoch / (warmup - 1)
         return cfg.teacher_temperature_warmup + frac * (
             cfg.teacher_temperature - cfg.teacher_temperature_warmup
         )
@@ -222,33 +249,47 @@ class DINO(Method):
         loss = dino_cross_entropy(log_probs, targets)
         metrics = self._entropies(targets, log_probs[: len(targets)])
         self._update_center(torch.cat(teacher))
-        self._warn_on_collapse(metrics, info.epoch)
         return loss, metrics
 
     @torch.no_grad()
     def _entropies(self, targets, global_log_probs) -> dict[str, float]:
+        """Teacher collapse diagnostics: the mean per-sample entropy, the entropy of the
+        batch-mean distribution and their difference (the KL term DINO's centring and
+        sharpening balance); near 0 means uniform-like outputs, a batch entropy near 0 means
+        one prototype takes every sample."""
         t = torch.cat(targets)
         s = torch.cat(global_log_probs).exp()
+        entropy = mean_entropy(t)
+        batch_entropy = mean_entropy(t.mean(dim=0, keepdim=True))
         return {
-            "teacher_entropy": mean_entropy(t),
-            "teacher_batch_entropy": mean_entropy(t.mean(dim=0, keepdim=True)),
+            "teacher_entropy": entropy,
+            "teacher_batch_entropy": batch_entropy,
+            "teacher_kl": batch_entropy - entropy,
             "student_entropy": mean_entropy(s),
         }
 
-    def _warn_on_collapse(self, metrics: dict[str, float], epoch: int) -> None:
+    def review_epoch(self, epoch: int, summary: dict[str, float]) -> None:
+        """Warn when the epoch's mean teacher diagnostics show a collapse."""
+        if "teacher_kl" not in summary:
+            return
         limit = math.log(self.config.out_dim)
-        uniform = metrics["teacher_entropy"] > 0.98 * limit
-        one_hot = metrics["teacher_batch_entropy"] < 0.02 * limit
-        if (uniform or one_hot) and epoch != self._warned_epoch:
-            self._warned_epoch = epoch
-            kind = "uniform outputs" if uniform else "one output dimension dominates"
-            log.warning(
-                "DINO may be collapsing (%s): teacher entropy %.3f, batch entropy %.3f, log K %.3f",
-                kind,
-                metrics["teacher_entropy"],
-                metrics["teacher_batch_entropy"],
-                limit,
-            )
+        floor = self.config.collapse_margin * limit
+        if summary["teacher_batch_entropy"] < floor:
+            kind = "to one prototype: the teacher puts every sample on the same output"
+        elif summary["teacher_kl"] < floor:
+            kind = "to uniform outputs: the teacher gives every sample the same distribution"
+        else:
+            return
+        log.warning(
+            "DINO epoch %d may be collapsing %s (teacher entropy %.3f, batch entropy %.3f, "
+            "KL term %.3f, ln K %.3f)",
+            epoch,
+            kind,
+            summary["teacher_entropy"],
+            summary["teacher_batch_entropy"],
+            summary["teacher_kl"],
+            limit,
+        )
 
     @torch.no_grad()
     def _update_center(self, teacher: torch.Tensor) -> None:

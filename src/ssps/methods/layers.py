@@ -23,15 +23,21 @@ def build_mlp(in_dim: int, sizes: list[int]) -> nn.Module:
 
 
 class WeightNormLinear(nn.Module):
-    """Linear layer without bias whose rows are unit-norm directions (weight norm, gain 1)."""
+    """Linear layer without bias whose rows are unit-norm directions times a gain (weight
+    norm). The gain is fixed at 1 unless `learn_gain` (DINO's `norm_last_layer=False`), where
+    each row has a trainable gain initialised to 1."""
 
-    def __init__(self, in_dim: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, learn_gain: bool = False) -> None:
         super().__init__()
         self.direction = nn.Parameter(torch.empty(out_dim, in_dim))
         nn.init.trunc_normal_(self.direction, std=0.02)
+        self.gain = nn.Parameter(torch.ones(out_dim, 1)) if learn_gain else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, F.normalize(self.direction, dim=1))
+        weight = F.normalize(self.direction, dim=1)
+        if self.gain is not None:
+            weight = weight * self.gain
+        return F.linear(x, weight)
 
 
 def ema_momentum(step: int, total_steps: int, start: float, end: float) -> float:

@@ -41,7 +41,7 @@ from .optim import apply_learning_rate, build_optimizer, learning_rate_at
 from .run_dir import check_resumable, lock_run_dir
 from .runtime import autocast, frozen_batchnorm_statistics, init_distributed, seed_everything
 from .ssps_memories import build_ssps, restore_memories, save_memories
-from .validation import Validator
+from .validation import Validator, calibrated_copy
 
 log = logging.getLogger("ssps.train")
 
@@ -153,6 +153,7 @@ class Trainer:
     def _restore(self) -> int:
         """Resume this run from its last checkpoint, else start from `init_from`, else 0."""
         found = epoch_checkpoints(self.run_dir)
+        self._resumed = bool(found)
         if found:
             state = load_checkpoint(found[-1], self.device)
             self.model.load_state_dict(state["model"])
@@ -258,6 +259,8 @@ class Trainer:
     def _fit(self) -> Path:
         cfg = self.config.trainer
         ssps = self.model.ssps
+        if self.validator is not None and is_main_process() and not self._resumed:
+            self._validate_start()
         for epoch in range(self.start_epoch, cfg.epochs):
             if ssps is not None and ssps.active(epoch) and not ssps.memories_filled():
                 self._fill_ssps_memories(epoch)
@@ -270,11 +273,33 @@ class Trainer:
             summary["epoch_seconds"] = time.perf_counter() - started
             summary.update(self.model.epoch_metrics())
             if is_main_process():
+                self.model.review_epoch(epoch, summary)
                 self._end_epoch(epoch, summary)
         if is_main_process():
             self._average()
             self.metrics.close()
         return self.run_dir
+
+    def _validate_start(self) -> None:
+        """The validation EER before the first step of this run (an untrained model's
+        BatchNorm statistics calibrated on a few training batches first), logged as a
+        `validation` record at the run's first step."""
+        model = self.model
+        if self.start_epoch == 0 and not self.config.trainer.init_from:
+            model = calibrated_copy(self.model, self._calibration_waves())
+        result = self.validator.run(model)
+        self.model.train()
+        step = self.start_epoch * self.steps_per_epoch
+        self.metrics.write("validation", step, {"epoch": self.start_epoch - 1, **result})
+        log.info("before training (step %d): val_eer %.4g", step, result["val_eer"])
+
+    def _calibration_waves(self, batches: int = 8):
+        self.dataset.set_epoch(0)
+        view = self.views[0].name
+        for i, batch in enumerate(self.loader):
+            if i >= batches:
+                break
+            yield batch["views"][view][:, 0].to(self.device)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config.trainer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,34 @@ def trial_subset(trials: Trials, size: int, seed: int = 0) -> Trials:
     )
 
 
+class EmbeddingPath(torch.nn.Module):
+    """A front end and an encoder with a method's `embed` interface."""
+
+    def __init__(self, frontend: torch.nn.Module, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.frontend, self.encoder = frontend, encoder
+
+    @torch.no_grad()
+    def embed(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.frontend(waves))
+
+
+@torch.no_grad()
+def calibrated_copy(model: Method, waves: Iterable[torch.Tensor]) -> EmbeddingPath:
+    """A copy of `model`'s embedding path whose BatchNorm running statistics are the plain
+    average over passes of `waves` (B, T): an untrained model evaluated with its initial
+    statistics (mean 0, variance 1) would measure those, not its weights."""
+    path = EmbeddingPath(*(copy.deepcopy(m) for m in model.embedding_modules()))
+    for norm in path.modules():
+        if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average
+    path.train()
+    for batch in waves:
+        path.embed(batch)
+    return path
+
+
 class Validator:
     def __init__(self, config: Config, trials: Trials, audio_root: Path, device) -> None:
         self.config, self.trials, self.audio_root, self.device = config, trials, audio_root, device
@@ -42,7 +72,7 @@ class Validator:
         return (epoch + 1) % self.config.evaluation.validate_every == 0
 
     @torch.no_grad()
-    def run(self, model: Method) -> dict[str, float]:
+    def run(self, model: Method | EmbeddingPath) -> dict[str, float]:
         model.eval()
         ev = self.config.evaluation
         embeddings = extract_embeddings(
