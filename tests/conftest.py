@@ -99,8 +99,12 @@ def tiny_run(tiny_corpus, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("tiny_run") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SSPS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        own_trials = f"evaluation.trials={tiny_corpus / 'trials.txt'}"  # the run's own list
         config = load_config(
-            None, overrides(tiny_corpus, run, "trainer.epochs=1", "trainer.max_steps_per_epoch=2")
+            None,
+            overrides(
+                tiny_corpus, run, "trainer.epochs=1", "trainer.max_steps_per_epoch=2", own_trials
+            ),
         )
         Trainer(config).fit()
         evaluate_run(run, tiny_corpus / "trials.txt", device="cpu", progress=False)

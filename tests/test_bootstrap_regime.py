@@ -122,3 +122,45 @@ def test_regime_model_command(tmp_path, capsys):
         (k, m) for k in (60, 180, 360) for m in (0, 1)
     ]
     assert main(["regime-model", "--speakers", "1", "--sessions", "12", "--base-eer", "10"]) == 2
+
+
+def test_compare_says_why_intervals_cannot_be_computed(tmp_path, recwarn):
+    """Two test speakers: most draws lack a class, so no interval, a note, and no warning."""
+    from ssps.evaluation.bootstrap import compare_runs, format_comparison
+
+    lines_a, lines_b = [], []
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        label = i % 2
+        enroll, test = "s0/a/1.wav", ("s0/b/2.wav" if label else "s1/a/3.wav")
+        lines_a.append(f"{rng.normal(label):.4f} {label} {enroll} {test}")
+        lines_b.append(f"{rng.normal(label):.4f} {label} {enroll} {test}")
+    (tmp_path / "a.txt").write_text("\n".join(lines_a) + "\n")
+    (tmp_path / "b.txt").write_text("\n".join(lines_b) + "\n")
+    result = compare_runs({"a": tmp_path / "a.txt", "b": tmp_path / "b.txt"}, draws=200)
+    assert result["a"]["eer_ci95"] is None and "2 test speakers" in result["a"]["ci_note"]
+    assert result["b"]["eer_relative_ci95"] is None
+    table = format_comparison(result)
+    assert "nan" not in table and "[n/a]" in table and "score more test speakers" in table
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_regime_model_subsamples_large_corpora():
+    """A corpus beyond max_speakers is simulated on a speaker subset with K and |Q_pos| scaled
+    by the same factor; the rows keep the K asked for."""
+    result = expected_useful(400, 6, 2, 12.0, clusters=[400], queue_size=800, max_speakers=40)
+    assert result["simulated_speakers"] == 40 and result["simulated_queue_size"] == 80
+    (row,) = result["rows"]
+    assert row["n_clusters"] == 400 and row["simulated_clusters"] == 40
+    assert 0.0 <= row["ssps_useful"] <= 1.0 and abs(result["model_eer"] - 12.0) < 1.5
+    small = expected_useful(30, 6, 2, 12.0, clusters=[30], queue_size=64, max_speakers=40)
+    assert small["simulated_speakers"] == 30 and small["rows"][0]["simulated_clusters"] == 30
+
+
+def test_sweep_table_is_valid_markdown():
+    from ssps.positive_sweep import format_rows
+
+    row = {"n_clusters": 4, "neighbours": 1, "queue_size": 8, "ssps_coverage": 0.5}
+    lines = format_rows([row]).splitlines()
+    cells = [len(line.replace("\\|", "").strip("|").split("|")) for line in lines]
+    assert len(set(cells)) == 1, lines  # header, alignment and rows have as many cells

@@ -49,7 +49,7 @@ def test_exponent_notation_is_a_float(tmp_path):
         ({"trainer": {"epoch": 3}}, r"unknown key 'trainer.epoch'"),
         ({"method": {"name": "byol"}}, r"'method.name' must be one of"),
         ({"trainer": {"deterministic": "yes"}}, r"'trainer.deterministic' must be of type bool"),
-        ({"data": {"batch_size": 0}}, r"'data.batch_size' must be > 0"),
+        ({"data": {"batch_size": 0}}, r"'data.batch_size' must be >= 1"),
         ({"encoder": {"options": {"bogus": 1}}}, r"encoder.options.bogus"),
         ({"trainer": 3}, r"'trainer' must be a mapping"),
     ],

@@ -313,3 +313,94 @@ def test_plot_det_several_systems(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="at least one"):
         plot_det({}, tmp_path / "empty.png")
+
+
+def test_trial_list_layouts(tmp_path: Path) -> None:
+    """VoxCeleb, Kaldi and unlabelled lists read alike; a header or mixed layouts are named."""
+    from ssps.evaluation.trials import read_trials
+
+    vox = tmp_path / "vox.txt"
+    vox.write_text("\ufeff1 a.wav b.wav\n0 a.wav c.wav\n")  # a BOM is ignored
+    kaldi = tmp_path / "kaldi.txt"
+    kaldi.write_text("a.wav b.wav target\na.wav c.wav nontarget\n")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a.wav b.wav\na.wav c.wav\n")
+    for path in (vox, kaldi):
+        trials = read_trials(path)
+        assert trials.labels.tolist() == [1, 0] and trials.labelled
+        assert trials.enroll == ["a.wav", "a.wav"] and trials.test == ["b.wav", "c.wav"]
+    unlabelled = read_trials(plain)
+    assert not unlabelled.labelled and unlabelled.test == ["b.wav", "c.wav"]
+    header = tmp_path / "header.txt"
+    header.write_text("label enrollment test\n1 a.wav b.wav\n")
+    with pytest.raises(TrialError, match=r"header.txt:1: .* looks like a header line"):
+        read_trials(header)
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("a.wav b.wav target\na.wav c.wav\n")
+    with pytest.raises(TrialError, match=r"mixed.txt:2: expected 'enroll test label' like"):
+        read_trials(mixed)
+
+
+def test_unlabelled_list_is_scored_without_metrics(tiny_run, tiny_corpus, tmp_path) -> None:
+    from ssps.evaluate import evaluate_run
+
+    trials = (tiny_corpus / "trials.txt").read_text().splitlines()
+    plain = tmp_path / "challenge.txt"
+    plain.write_text("".join(" ".join(t.split()[1:]) + "\n" for t in trials))
+    result = evaluate_run(tiny_run, plain, tiny_corpus, device="cpu", progress=False)
+    assert "eer" not in result and result["n_trials"] == len(trials)
+    lines = (Path(result["out_dir"]) / "scores.txt").read_text().splitlines()
+    assert len(lines) == len(trials) and len(lines[0].split()) == 3
+    float(lines[0].split()[0])
+
+
+def test_results_are_written_together(tiny_run, tiny_corpus, tmp_path, monkeypatch) -> None:
+    """A failure while the results are written leaves the earlier ones whole."""
+    import ssps.evaluation.report as report
+    from ssps.evaluate import evaluate_run
+
+    out = tmp_path / "out"
+    evaluate_run(tiny_run, tiny_corpus / "trials.txt", out_dir=out, device="cpu", progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "plot_score_histogram", full_disk)
+    fewer = tmp_path / "fewer.txt"  # other results, so a half-written folder would show
+    fewer.write_text("\n".join((tiny_corpus / "trials.txt").read_text().splitlines()[::2]))
+    with pytest.raises(OSError, match="No space"):
+        evaluate_run(tiny_run, fewer, tiny_corpus, out_dir=out, device="cpu", progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing half-written
+
+
+def test_evaluate_resamples_and_refuses_a_missing_cuda(tiny_run, tmp_path) -> None:
+    import soundfile as sf
+    import torch
+
+    from ssps.evaluate import check_device, evaluate_run
+
+    rng = np.random.default_rng(0)
+    for name, f0 in (("a/1.wav", 120), ("a/2.wav", 125), ("b/1.wav", 300), ("b/2.wav", 310)):
+        t = np.arange(48000) / 48000
+        wave = 0.1 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.normal(size=t.size)
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        sf.write(tmp_path / name, wave.astype(np.float32), 48000)
+    trials = tmp_path / "t.txt"
+    trials.write_text(
+        "1 a/1.wav a/2.wav\n0 a/1.wav b/1.wav\n1 b/1.wav b/2.wav\n0 a/2.wav b/2.wav\n"
+    )
+    result = evaluate_run(tiny_run, trials, tmp_path, out_dir=tmp_path / "o", device="cpu")
+    assert result["n_trials"] == 4 and 0 <= result["eer"] <= 100
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is available"):
+            check_device("cuda")
+
+
+def test_no_decision_on_a_nan_score(tiny_run) -> None:
+    from ssps.inference import SpeakerEncoder
+
+    encoder = SpeakerEncoder.from_run(tiny_run)
+    good = np.ones(encoder.embed_dim, dtype=np.float32)
+    with pytest.raises(ValueError, match="no decision"):
+        encoder.verify(good, np.full(encoder.embed_dim, np.nan, dtype=np.float32), 0.5)

@@ -17,7 +17,8 @@ from scipy.signal import resample_poly
 from ssps.data.audio import read_audio
 from ssps.evaluation.embeddings import extract_embeddings
 from ssps.evaluation.trials import read_trials
-from ssps.inference import SpeakerEncoder, ThresholdError, add_commands
+from ssps.inference import SpeakerEncoder, ThresholdError
+from ssps.inference_commands import add_commands
 from ssps.model import load_model
 
 
@@ -121,19 +122,79 @@ def test_embed_and_verify_commands(inference_run, tiny_corpus, tmp_path, capsys)
 
     a, b = str(tiny_corpus / names[0]), str(tiny_corpus / names[1])
     score, same = encoder.verify(a, b)
-    assert run_command(["verify", str(inference_run), a, b]) == 0
+    assert run_command(["verify", str(inference_run), a, b]) == (0 if same else 1)
     printed = capsys.readouterr().out
-    assert f"score {score:.4f}" in printed
+    assert f"score {score:.4f}" in printed and "EER point of trials" in printed
     assert ("same speaker" if same else "different speakers") in printed
     assert run_command(["verify", str(inference_run), a, b, "--threshold", "-1"]) == 0
     assert "decision: same speaker" in capsys.readouterr().out
+    assert run_command(["verify", str(inference_run), a, b, "--threshold", "2"]) == 1
+    assert "decision: different speakers" in capsys.readouterr().out
     with pytest.raises(ThresholdError):
         run_command(["verify", str(inference_run), a, b, "--checkpoint", "last"])
 
 
+def test_embed_folders_kaldi_lists_and_text_output(inference_run, tiny_corpus, tmp_path, capsys):
+    encoder = SpeakerEncoder.from_run(inference_run)
+    out = tmp_path / "e.txt"
+    assert (
+        run_command(["embed", str(inference_run), str(tiny_corpus / "spk0"), "--out", str(out)])
+        == 0
+    )
+    assert not (tmp_path / "e.txt.npz").exists()
+    rows = out.read_text().splitlines()
+    names = sorted(
+        p.relative_to(tiny_corpus / "spk0").as_posix()
+        for p in (tiny_corpus / "spk0").rglob("*.wav")
+    )
+    assert [r.split()[0] for r in rows] == names and rows[0].split()[1] == "["
+    first = np.array([float(v) for v in rows[0].split()[2:-1]])
+    np.testing.assert_allclose(first, encoder.embed(tiny_corpus / "spk0" / names[0]), atol=1e-5)
+    scp = tmp_path / "wav.scp"
+    scp.write_text(
+        f"utt-a {tiny_corpus / 'spk1/v1/1.wav'}\nutt-b {tiny_corpus / 'spk0/v0/0.wav'}\n"
+    )
+    npz = tmp_path / "k.npz"
+    assert run_command(["embed", str(inference_run), "--scp", str(scp), "--out", str(npz)]) == 0
+    assert np.load(npz)["names"].tolist() == ["utt-a", "utt-b"]
+    with pytest.raises(ValueError, match=r"\.npz .* or \.txt"):
+        run_command(
+            ["embed", str(inference_run), "--scp", str(scp), "--out", str(tmp_path / "e.csv")]
+        )
+
+
+def test_verify_pairs_and_a_threshold_that_stays(inference_run, tiny_corpus, tmp_path, capsys):
+    from ssps.evaluate import evaluate_run
+
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("spk0/v0/0.wav spk0/v1/1.wav\nspk0/v0/0.wav spk3/v1/2.wav\n")
+    scores = tmp_path / "s.txt"
+    argv = ["verify", str(inference_run), "--pairs", str(pairs), "--audio-root", str(tiny_corpus)]
+    assert run_command([*argv, "--out", str(scores)]) == 0
+    lines = scores.read_text().splitlines()
+    assert len(lines) == 2 and lines[0].split()[1] in ("same", "different")
+    encoder = SpeakerEncoder.from_run(inference_run)
+    expected = encoder.score(tiny_corpus / "spk0/v0/0.wav", tiny_corpus / "spk3/v1/2.wav")
+    assert abs(float(lines[1].split()[0]) - expected) < 1e-5
+    # scoring another list keeps the run's own results and threshold
+    own = json.loads((inference_run / "evaluation.json").read_text())
+    other = tmp_path / "other" / "few.txt"
+    other.parent.mkdir()
+    trials = (tiny_corpus / "trials.txt").read_text().splitlines()
+    other.write_text("\n".join(t for t in trials[::3]) + "\n")
+    result = evaluate_run(inference_run, other, tiny_corpus, device="cpu", progress=False)
+    assert Path(result["out_dir"]) == inference_run / "eval" / "few"
+    assert (inference_run / "eval" / "few" / "scores.txt").is_file()
+    assert json.loads((inference_run / "evaluation.json").read_text()) == own
+    assert SpeakerEncoder.from_run(inference_run).threshold == own["threshold_eer"]
+    capsys.readouterr()
+    run_command([*argv, "--threshold-from", "few"])
+    assert f"threshold {result['threshold_eer']:.4f} (EER point of few" in capsys.readouterr().out
+
+
 def test_registering_commands_does_not_import_torch():
     code = (
-        "import argparse, sys; from ssps.inference import add_commands; "
+        "import argparse, sys; from ssps.inference_commands import add_commands; "
         "add_commands(argparse.ArgumentParser().add_subparsers()); "
         "print('torch' in sys.modules)"
     )
@@ -174,3 +235,18 @@ def test_onnx_export_matches_torch(inference_run, tmp_path):
         expected = model.encoder(features).numpy()
     got = session.run(None, {"features": features.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4
+
+
+def test_top_level_help_names_every_verb_and_version(capsys):
+    from ssps import __version__
+    from ssps.cli import build_parser
+
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices
+    text = parser.format_help()
+    assert len(verbs) == 15 and all(verb in text.split("positional")[0] for verb in verbs)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == f"ssps {__version__}"
+    config_help = verbs["config"].format_help()
+    assert "YAML config to resolve" in config_help and "dotted overrides" in config_help

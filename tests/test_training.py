@@ -148,8 +148,10 @@ def test_per_epoch_validation_logs_eer(tiny_corpus, tmp_path):
 def test_cli_prepare_folder(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "m.csv"
     assert main(["prepare", "folder", str(tiny_corpus), "--out", str(out)]) == 0
-    assert "24 utterances" in capsys.readouterr().out
-    assert out.read_text().splitlines()[0] == "file,duration,speaker,session"
+    printed = capsys.readouterr().out
+    assert "24 utterances" in printed
+    assert f"next: ssps train configs/small/simclr.yaml data.manifest={out}" in printed
+    assert out.read_text().splitlines()[1] == "file,duration,speaker,session"
 
 
 def test_shipped_configs_are_valid():

@@ -246,7 +246,7 @@ def test_sweep_positives_command_reports_a_row_per_setting(tiny_run, tiny_corpus
         assert 0 < r["ssps_coverage"] <= 1 and 0 <= r["ssps_useful"] <= r["ssps_speaker_accuracy"]
     small, full = rows[0], rows[1]  # |Q_pos| 6 vs 24 at K 4, M 0: a bigger queue covers more
     assert small["ssps_coverage"] <= full["ssps_coverage"]
-    assert "| K | M | |Q_pos|" in capsys.readouterr().out
+    assert "| K | M | \\|Q_pos\\| |" in capsys.readouterr().out
     assert main(["sweep-positives", str(tiny_run), "--manifest", manifest, "--clusters", "99"]) == 2
     assert "exceeds" in capsys.readouterr().err
 

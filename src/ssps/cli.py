@@ -1,4 +1,12 @@
-"""The `ssps` command: train, evaluate, prepare, demo, config."""
+"""The `ssps` command.
+
+  training     train, demo, config, prepare (folder, synthetic, voxceleb, musan, rirs)
+  scoring      evaluate, asnorm, compare
+  using a run  embed, verify, export, analyze
+  SSPS regime  sweep-positives, regime-model
+  second stage pseudo-label, refine
+
+`ssps VERB --help` describes each verb."""
 
 from __future__ import annotations
 
@@ -8,8 +16,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-
-from .config_loader import ConfigError
 
 EPILOG_TRAIN = """examples:
   ssps train configs/bench/voxsim_simclr.yaml
@@ -52,7 +58,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=config.trainer.device,
         )
         print(json.dumps({k: result[k] for k in ("eer", "min_dcf", "n_trials")}))
-    print(f"run directory: {run_dir}")
+    if is_main_process():
+        print(f"run directory: {run_dir}")
     if distributed:
         close_distributed()
         sys.stdout.flush()
@@ -65,6 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _setup_logging()
     common = dict(device=args.device, batch_size=args.batch_size, p_target=args.p_target)
+    common["allow_outside"] = args.allow_outside_root or None
     if args.asnorm_cohort:  # one embedding pass serves both reports
         result = evaluate_with_asnorm(
             args.run_dir,
@@ -81,25 +89,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_run(
             args.run_dir, args.trials, args.audio_root, args.checkpoint, args.json, **common
         )
-    print(
-        f"EER {result['eer']:.3f} %  minDCF({result['p_target']}) {result['min_dcf']:.4f}  "
-        f"trials {result['n_trials']}  checkpoint {result['checkpoint']}"
-    )
+    if "eer" not in result:
+        print(f"{result['n_trials']} unlabelled trials scored (no EER or minDCF without labels)")
+    else:
+        print(
+            f"EER {result['eer']:.3f} %  minDCF({result['p_target']}) {result['min_dcf']:.4f}  "
+            f"trials {result['n_trials']}  checkpoint {result['checkpoint']}"
+        )
     if args.asnorm_cohort:
         print(
             f"AS-norm (top {result['asnorm_top_n']}, cohort {result['cohort_size']}): "
             f"EER {result['asnorm_eer']:.3f} %  minDCF {result['asnorm_min_dcf']:.4f}"
         )
+    print(f"results in {result['out_dir']} (evaluation.json, scores.txt, det.png, scores.png)")
     return 0
 
 
 def cmd_prepare_folder(args: argparse.Namespace) -> int:
     from .data.prepare import prepare_folder, summarize
 
-    manifest, skipped = prepare_folder(args.dir, args.out)
-    for path, reason in skipped:
+    found = prepare_folder(args.dir, args.out)
+    for path, reason in found.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"{args.out}: {summarize(manifest)}")
+    for line in found.report():
+        print(line, file=sys.stderr)
+    print(f"{args.out}: {summarize(found.manifest)} (audio root {found.manifest.root.resolve()})")
+    print(f"next: ssps train configs/small/simclr.yaml data.manifest={args.out}")
     return 0
 
 
@@ -167,8 +182,13 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ssps", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ssps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"ssps {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="VERB")
 
     p = sub.add_parser(
         "train",
@@ -190,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="utterances per embedding batch")
     p.add_argument("--p-target", type=float, help="minDCF target prior (default 0.01)")
     p.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="score trial paths outside the audio root (absolute, or with ..); refused otherwise",
+    )
+    p.add_argument(
         "--asnorm-cohort",
         help="also report AS-norm scores with this cohort "
         "manifest (e.g. the training manifest); writes evaluation_asnorm.json",
@@ -201,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="build manifests and corpora").add_subparsers(
         dest="what", required=True
     )
-    p = prep.add_parser("folder", help="manifest from a folder of wav/flac/ogg")
+    p = prep.add_parser("folder", help="manifest from a folder of wav/flac/ogg/mp3")
     p.add_argument("dir", help="audio root (speaker/session/utt.ext gives labels)")
     p.add_argument("--out", required=True, help="manifest CSV to write")
     p.set_defaults(func=cmd_prepare_folder)
@@ -250,28 +275,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="list every config key with its default and help, "
         "or print a config file resolved with overrides",
     )
-    p.add_argument("config", nargs="?")
-    p.add_argument("overrides", nargs="*")
+    p.add_argument(
+        "config", nargs="?", help="YAML config to resolve (none: list every key and its help)"
+    )
+    p.add_argument("overrides", nargs="*", help="dotted overrides applied to it, e.g. a.b=1")
     p.set_defaults(func=cmd_config)
 
-    from .inference import add_commands  # embed, verify, export, analyze, asnorm, ...
+    from .inference_commands import add_commands  # embed, verify, export, analyze, ...
 
     add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .train.stops import exit_status, raise_on_sigterm
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # key=value overrides written after an option, e.g. OUT --preset X a=1
         if not (hasattr(args, "overrides") and all("=" in e for e in extra)):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
+    raise_on_sigterm()
     try:
-        return args.func(args)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"ssps: error: {err}", file=sys.stderr)
-        return 2
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:  # e.g. `ssps config | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as if killed by SIGPIPE, like other command-line tools
+    except KeyboardInterrupt as err:  # SIGINT, or SIGTERM (Terminated); training says where
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"ssps: {str(err) or 'interrupted'}", file=sys.stderr)
+        return exit_status(err)
     except (ValueError, OSError) as err:  # OSError: disk full, no permission (names the path)
         print(f"ssps: error: {err}", file=sys.stderr)
         return 2

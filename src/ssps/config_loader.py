@@ -8,6 +8,8 @@ before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
 import types
 import typing
@@ -23,6 +25,41 @@ class ConfigError(ValueError):
 
 # YAML 1.1 (PyYAML) reads 5e-5 and 1e3 as strings: it wants a dot in the mantissa
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+# A config is a few hundred values; aliases that expand past this are a "billion laughs"
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, float]) -> float:
+    """Values a composed YAML node expands to once every alias is copied out (inf: a cycle)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = math.inf  # seen again before it is finished: a recursive alias
+    if isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    else:
+        total = 1
+    sizes[id(node)] = total
+    return total
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """`yaml.safe_load`, refusing documents whose aliases expand past MAX_YAML_VALUES."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"{source}: the YAML expands to more than {MAX_YAML_VALUES:,} values through "
+                "its aliases (&anchor / *alias); refusing it"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _describe_type(tp: Any) -> str:
@@ -60,10 +97,15 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-            return float(value)
+            number = float(value)
+        elif isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            number = float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
+            return number
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -95,7 +137,26 @@ def build(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> A
             raise ConfigError(
                 f"{source}: '{key}' must be one of {list(choices)}, got {kwargs[name]!r}"
             )
+        _check_bounds(kwargs[name], fields[name].metadata, key, source)
     return cls(**kwargs)
+
+
+def _check_bounds(value: Any, metadata: Any, key: str, source: str) -> None:
+    """ConfigError unless a number (or each number of a list) is within the field's bounds."""
+    low, high = metadata.get("minimum"), metadata.get("maximum")
+    if low is None and high is None:
+        return
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
+            continue
+        if (low is not None and item < low) or (high is not None and item > high):
+            if high is None:
+                wanted = f">= {low}"
+            elif low is None:
+                wanted = f"<= {high}"
+            else:
+                wanted = f"in [{low}, {high}]"
+            raise ConfigError(f"{source}: '{key}' must be {wanted}, got {item!r}")
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +178,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}': bad key '{key}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_yaml(raw, f"override '{text}'") if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override '{text}': cannot parse value ({err})") from err
     for part in reversed(key.split(".")):
@@ -130,7 +191,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from None
+    try:
+        data = safe_yaml(text, str(path)) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({err})") from err
     if not isinstance(data, dict):
@@ -152,10 +219,17 @@ def load(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
 def dump(obj: Any, path: str | Path) -> None:
     """Write a config tree as YAML (atomically), so the run can be reproduced from it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False))
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(yaml.safe_dump(dataclasses.asdict(obj), sort_keys=False))
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"{path}: cannot write the config ({err.strerror or err})") from None
 
 
 def describe(cls: type, prefix: str = "") -> list[str]:

@@ -235,10 +235,10 @@ def format_table(results: list[dict]) -> str:
     for r in results:
         ssps = [f"{r[k]:.2f}" if k in r else "" for k in SSPS_KEYS]
         eer = f"{r['eer']:.2f}"
-        if "eer_ci95" in r:
+        if r.get("eer_ci95"):
             eer += f" [{r['eer_ci95'][0]:.2f}, {r['eer_ci95'][1]:.2f}]"
         relative = ""
-        if "eer_relative_pct" in r:
+        if r.get("eer_relative_ci95"):
             lo, hi = r["eer_relative_ci95"]
             relative = f"{r['eer_relative_pct']:+.1f} [{lo:+.1f}, {hi:+.1f}]"
         lines.append(
@@ -292,7 +292,7 @@ def interpret(results: list[dict]) -> str:
     """One sentence per comparison with continued SimCLR, read off the paired intervals."""
     lines = []
     for r in results:
-        if r["name"] not in ("simclr-ssps", "simclr-oracle") or "eer_relative_ci95" not in r:
+        if r["name"] not in ("simclr-ssps", "simclr-oracle") or not r.get("eer_relative_ci95"):
             continue
         lo, hi = r["eer_relative_ci95"]
         verdict = (

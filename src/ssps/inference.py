@@ -1,24 +1,24 @@
-"""Using a trained run: embed audio, score and verify pairs, and the inference CLI commands.
+"""Using a trained run: embed audio, score and verify pairs.
 
 `SpeakerEncoder` wraps a checkpoint's evaluation path (DINO: the teacher) with the same
 extraction as `ssps evaluate` (whole files, chunks of `evaluation.max_seconds` for long
 ones, L2-normalised), so its embeddings and scores equal the evaluation's.
 
 The decision threshold of `verify` is, unless given, the `threshold_eer` (the EER operating
-point) that `ssps evaluate` wrote to `evaluation.json` in the run directory (or beside the
-checkpoint file), used only when that evaluation was of the same checkpoint file name
-(avg.pt, epoch_NNN.pt). Trials are accepted when score >= threshold, as in the metrics.
+point) that `ssps evaluate` stored for the same checkpoint file name (avg.pt, epoch_NNN.pt):
+that of a list asked for by name (`eval/<list>/evaluation.json`), else of the run's own
+trial list (`evaluation.json` in the run directory), else the first stored list by name;
+`verify` prints which. Scoring another list never moves it. Trials are accepted when
+score >= threshold, as in the metrics.
 
-This module imports torch only when a model is loaded, so registering its commands keeps
-the `ssps` command quick to start.
+This module imports torch only when a model is loaded. The commands are in
+`inference_commands`.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
-from collections.abc import Callable
+from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,23 +34,52 @@ class ThresholdError(ValueError):
     """No decision threshold was given and none is stored with the run."""
 
 
-def stored_threshold(run_or_checkpoint: str | Path, checkpoint_file: Path) -> float | None:
-    """`threshold_eer` of an evaluation.json of the same checkpoint, or None.
+@dataclass
+class StoredThreshold:
+    """An EER threshold `ssps evaluate` stored, and the trial list it was calibrated on."""
 
-    Looked up in the run directory, or for a checkpoint file in its folder and the folder
-    above (the run directory of `checkpoints/<file>`).
+    value: float
+    list_name: str
+    trials: str
+
+
+def stored_thresholds(
+    run_or_checkpoint: str | Path, checkpoint_file: Path
+) -> list[StoredThreshold]:
+    """Every `threshold_eer` stored for this checkpoint, the run's own list first.
+
+    Looked up in the run directory (its own list's evaluation.json, then `eval/*/`), or for a
+    checkpoint file in its folder and the folder above (`checkpoints/<file>`).
     """
     start = Path(run_or_checkpoint)
     folders = [start] if start.is_dir() else [start.parent, start.parent.parent]
+    found = []
     for folder in folders:
-        report = folder / "evaluation.json"
-        if not report.is_file():
-            continue
-        result = json.loads(report.read_text(encoding="utf-8"))
-        evaluated = Path(str(result.get("checkpoint", ""))).name
-        if evaluated == checkpoint_file.name and "threshold_eer" in result:
-            return float(result["threshold_eer"])
-    return None
+        reports = [folder / "evaluation.json", *sorted(folder.glob("eval/*/evaluation.json"))]
+        for report in reports:
+            if not report.is_file():
+                continue
+            result = json.loads(report.read_text(encoding="utf-8"))
+            evaluated = Path(str(result.get("checkpoint", ""))).name
+            if evaluated == checkpoint_file.name and "threshold_eer" in result:
+                trials = str(result.get("trials", ""))
+                name = result.get("list") or Path(trials).stem
+                found.append(StoredThreshold(float(result["threshold_eer"]), name, trials))
+    return found
+
+
+def pick_threshold(found: list[StoredThreshold], list_name: str | None = None):
+    """The threshold of `list_name` (ThresholdError if none), else the first found (the run's
+    own list, else the first list by name), else None."""
+    if list_name is not None:
+        for item in found:
+            if item.list_name == list_name:
+                return item
+        names = ", ".join(sorted({f.list_name for f in found})) or "none"
+        raise ThresholdError(f"no threshold stored for trial list {list_name!r} (stored: {names})")
+    if not found:
+        return None
+    return found[0]
 
 
 class SpeakerEncoder:
@@ -61,13 +90,17 @@ class SpeakerEncoder:
         model: Method,
         config: Config,
         checkpoint: Path,
-        threshold: float | None = None,
+        threshold: float | StoredThreshold | None = None,
         device: str = "cpu",
     ) -> None:
         self.model = model.to(device).eval()
         self.config = config
         self.checkpoint = Path(checkpoint)
-        self.threshold = threshold
+        stored = threshold if isinstance(threshold, StoredThreshold) else None
+        self.threshold = stored.value if stored else threshold
+        self.threshold_source = (
+            f"EER point of {stored.list_name} ({stored.trials})" if stored else ""
+        )
         self.device = str(device)
         self.sample_rate = config.data.sample_rate
         self.embed_dim = config.encoder.embed_dim
@@ -83,7 +116,7 @@ class SpeakerEncoder:
 
         path = resolve_checkpoint(run_dir, checkpoint)
         model, config, _ = load_model(path, device)
-        return cls(model, config, path, stored_threshold(run_dir, path), device)
+        return cls(model, config, path, pick_threshold(stored_thresholds(run_dir, path)), device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> SpeakerEncoder:
@@ -92,7 +125,7 @@ class SpeakerEncoder:
 
         path = Path(path)
         model, config, _ = load_model(path, device)
-        return cls(model, config, path, stored_threshold(path, path), device)
+        return cls(model, config, path, pick_threshold(stored_thresholds(path, path)), device)
 
     def _as_wave(self, audio: Any, sample_rate: int | None) -> np.ndarray:
         """A float32 mono waveform (T,) at the model's rate from an array or tensor."""
@@ -111,9 +144,9 @@ class SpeakerEncoder:
 
             g = gcd(rate, self.sample_rate)
             wave = resample_poly(wave, self.sample_rate // g, rate // g).astype(np.float32)
-        if not np.all(np.isfinite(wave)):
-            raise ValueError("the waveform contains NaN or infinite samples")
-        return np.ascontiguousarray(wave)
+        from .data.audio import check_waveform
+
+        return np.ascontiguousarray(check_waveform(wave, "<waveform>", allow_silent=True))
 
     def embed(self, audio: Any, sample_rate: int | None = None) -> np.ndarray:
         """L2-normalised float32 embedding (D,) of a file path, or of a mono waveform
@@ -183,158 +216,6 @@ class SpeakerEncoder:
                 "checkpoint so that evaluation.json holds its threshold_eer"
             )
         value = self.score(a, b)
+        if not np.isfinite(value):
+            raise ValueError(f"the score of {a} and {b} is {value}: no decision")
         return value, value >= threshold
-
-
-def _read_list(path: str | Path) -> list[str]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def cmd_embed(args: argparse.Namespace) -> int:
-    names = list(args.files) + (_read_list(args.list) if args.list else [])
-    if not names:
-        raise ValueError("no audio files given (FILES or --list)")
-    encoder = SpeakerEncoder.from_run(args.run_dir, args.checkpoint, args.device)
-    root = Path(args.audio_root) if args.audio_root else Path()
-    matrix = encoder.embed_many([root / name for name in names], args.batch_size, progress=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, names=np.array(names), embeddings=matrix)
-    print(f"{out}: {matrix.shape[0]} embeddings of size {matrix.shape[1]} ({encoder.checkpoint})")
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    encoder = SpeakerEncoder.from_run(args.run_dir, args.checkpoint, args.device)
-    score, same = encoder.verify(args.a, args.b, args.threshold)
-    threshold = encoder.threshold if args.threshold is None else args.threshold
-    decision = "same speaker" if same else "different speakers"
-    print(f"score {score:.4f}  threshold {threshold:.4f}  decision: {decision}")
-    return 0
-
-
-def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="run directory or checkpoint file")
-    p.add_argument("--checkpoint", default="avg", help="avg (default), last or a path")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-
-
-def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
-    """A command function imported only when the command runs (keeps `ssps` quick to start)."""
-
-    def run(args: argparse.Namespace) -> int:
-        return getattr(importlib.import_module(module, __package__), name)(args)
-
-    return run
-
-
-def add_commands(subparsers: Any) -> None:
-    """Register `embed`, `verify`, `export`, `analyze`, `asnorm`, `sweep-positives`,
-    `regime-model` and `compare`."""
-    p = subparsers.add_parser("embed", help="embed audio files into an .npz (names, embeddings)")
-    _add_model_arguments(p)
-    p.add_argument("files", nargs="*", help="audio files")
-    p.add_argument("--list", help="text file with one audio path per line")
-    p.add_argument("--audio-root", help="folder the paths are relative to")
-    p.add_argument("--out", required=True, help="output .npz")
-    p.add_argument("--batch-size", type=int, default=16, help="files per batch")
-    p.set_defaults(func=cmd_embed)
-
-    p = subparsers.add_parser("verify", help="score two recordings and decide same/different")
-    _add_model_arguments(p)
-    p.add_argument("a", help="first audio file")
-    p.add_argument("b", help="second audio file")
-    p.add_argument(
-        "--threshold", type=float, help="accept when score >= this (default: the run's EER one)"
-    )
-    p.set_defaults(func=cmd_verify)
-
-    p = subparsers.add_parser("export", help="export a run's embedding model to ONNX")
-    p.add_argument("run_dir", help="run directory or checkpoint file")
-    p.add_argument(
-        "--onnx",
-        "--out",
-        dest="out",
-        required=True,
-        help="ONNX file to write (metadata also in OUT.json)",
-    )
-    p.add_argument("--checkpoint", default="avg", help="avg (default), last or a path")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18)")
-    p.add_argument(
-        "--encoder-only",
-        action="store_true",
-        help="export the encoder on log-mel features instead of waveform -> embedding",
-    )
-    p.set_defaults(func=_lazy(".export", "cmd_export"))
-
-    p = subparsers.add_parser(
-        "analyze", help="embedding diagnostics on a labelled manifest (analysis.md + plots)"
-    )
-    _add_model_arguments(p)
-    p.add_argument("--manifest", required=True, help="CSV with speaker (and session) columns")
-    p.add_argument("--audio-root", help="folder the manifest paths are relative to")
-    p.add_argument("--out", help="output folder (default: RUN_DIR/analysis)")
-    p.add_argument("--max-utterances", type=int, default=2000, help="speaker-balanced subset")
-    p.add_argument("--batch-size", type=int, default=16, help="files per batch")
-    p.set_defaults(func=_lazy(".analysis", "cmd_analyze"))
-
-    p = subparsers.add_parser("asnorm", help="evaluate with adaptive s-norm score normalisation")
-    _add_model_arguments(p)
-    p.add_argument("--trials", required=True, help="VoxCeleb-format trials: label path1 path2")
-    p.add_argument("--audio-root", help="folder the trial paths are relative to")
-    p.add_argument("--cohort", required=True, help="cohort manifest (e.g. the training one)")
-    p.add_argument("--cohort-root", help="folder the cohort paths are relative to")
-    p.add_argument("--top-n", type=int, default=300, help="closest cohort entries used")
-    p.add_argument(
-        "--cohort-mode",
-        default="auto",
-        choices=("auto", "speaker", "utterance"),
-        help="speaker means (auto: when the manifest has speakers) or single utterances",
-    )
-    p.add_argument("--max-cohort", type=int, help="embed at most this many cohort utterances")
-    p.add_argument("--json", help="also write the results to this JSON file")
-    p.set_defaults(func=_lazy(".evaluate", "cmd_asnorm"))
-
-    p = subparsers.add_parser(
-        "sweep-positives",
-        help="SSPS pseudo-positive diagnostics for a K x M x |Q_pos| grid, without training",
-    )
-    p.add_argument("run_dir", help="run directory or checkpoint file (the SSPS start encoder)")
-    p.add_argument("--manifest", required=True, help="training manifest (labels for diagnostics)")
-    p.add_argument("--audio-root", help="folder the manifest paths are relative to")
-    p.add_argument("--checkpoint", default="last", help="last (default), avg or a path")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--clusters", type=int, nargs="+", default=[25000], help="K values")
-    p.add_argument("--neighbours", type=int, nargs="+", default=[1], help="M values")
-    p.add_argument("--queue", type=int, nargs="+", default=[25000], help="|Q_pos| values")
-    p.add_argument("--sampling", default="kmeans-repr", help="kmeans-repr, kmeans, knn or oracle")
-    p.add_argument("--min-similarity", type=float, default=-1.0, help="refinement floor")
-    p.add_argument("--mutual", action="store_true", help="refinement: mutual neighbours only")
-    p.add_argument("--reference-seconds", type=float, default=4.0)
-    p.add_argument("--batch-size", type=int, default=256, help="simulated training batch")
-    p.add_argument("--json", help="also write the rows to this JSON file")
-    p.set_defaults(func=_lazy(".positive_sweep", "cmd_sweep_positives"))
-
-    p = subparsers.add_parser(
-        "regime-model",
-        help="expected SSPS useful-positive share for a corpus shape and base EER (a model)",
-    )
-    p.add_argument("--speakers", type=int, required=True, help="training speakers")
-    p.add_argument("--sessions", type=int, required=True, help="sessions per speaker")
-    p.add_argument("--utterances", type=int, default=1, help="utterances per session")
-    p.add_argument("--base-eer", type=float, required=True, help="base cross-session EER, %%")
-    p.add_argument("--clusters", type=int, nargs="*", help="K values (default: S/6, S/2, S)")
-    p.add_argument("--neighbours", type=int, nargs="+", default=[1], help="M values")
-    p.add_argument("--queue", type=int, default=4096, help="|Q_pos|")
-    p.add_argument("--json", help="also write the result to this JSON file")
-    p.set_defaults(func=_lazy(".regime_model", "cmd_regime_model"))
-
-    p = subparsers.add_parser(
-        "compare", help="EER / minDCF of runs with speaker-bootstrap 95 %% intervals"
-    )
-    p.add_argument("runs", nargs="+", help="run directories or scores.txt files (same trials)")
-    p.add_argument("--names", nargs="*", help="a name per run (default: folder names)")
-    p.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
-    p.add_argument("--json", help="also write the result to this JSON file")
-    p.set_defaults(func=_lazy(".evaluation.bootstrap", "cmd_compare"))

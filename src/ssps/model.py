@@ -22,6 +22,10 @@ from .methods import Method, build_method
 log = logging.getLogger("ssps.model")
 
 
+class DeviceError(ValueError):
+    """A device that was asked for and is not there."""
+
+
 def build_model(config: Config, n_speakers: int = 0) -> Method:
     frontend = LogMelFrontEnd(config.features, config.data.sample_rate)
     encoder = build_encoder(
@@ -53,7 +57,7 @@ def load_model(path, map_location: str | torch.device = "cpu") -> tuple[Method, 
 def pick_device(name: str) -> torch.device:
     """auto / cpu / cuda -> a device (under torchrun, this rank's GPU)."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA device is available")
+        raise DeviceError("device 'cuda' was asked for but no CUDA device is available")
     use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
     if use_cuda:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -71,11 +75,38 @@ def load_run_model(
     return model.to(torch_device), config, path, torch_device
 
 
-def load_weights(model: Method, weights: dict[str, torch.Tensor], source: str) -> None:
-    """Load matching weights, logging (not failing on) heads that differ between methods."""
+def shape_mismatches(model: Method, weights: dict[str, torch.Tensor]) -> list[str]:
+    """'name: shape in the checkpoint vs here' for each shared weight whose shape differs."""
+    own = model.state_dict()
+    return [
+        f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(own[key].shape)} here"
+        for key, value in weights.items()
+        if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape)
+    ]
+
+
+def load_weights(
+    model: Method, weights: dict[str, torch.Tensor], source: str, strict: bool = False
+) -> None:
+    """Load matching weights, logging (not failing on) heads that differ between methods;
+    `strict` (a resume) requires every weight. Weights of another shape (another encoder
+    size) are a CheckpointError naming the first of them."""
     if not isinstance(weights, dict) or not set(weights) & set(model.state_dict()):
         raise CheckpointError(f"{source}: none of its weights belong to this model")
-    result = model.load_state_dict(weights, strict=False)
+    mismatched = shape_mismatches(model, weights)
+    if mismatched:
+        more = f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
+        raise CheckpointError(
+            f"{source}: its weights do not fit this model ({mismatched[0]}{more}); it was "
+            "trained with other encoder / method sizes: use that run's settings"
+        )
+    try:
+        result = model.load_state_dict(weights, strict=strict)
+    except RuntimeError as err:  # strict: missing or unexpected entries
+        first = str(err).splitlines()[1:2] or [str(err)]
+        raise CheckpointError(
+            f"{source}: its weights do not fit this model ({first[0].strip()})"
+        ) from None
     if result.missing_keys:
         log.info(
             "%s: %d parameters not in the checkpoint keep their initial values (%s...)",

@@ -101,7 +101,7 @@ def sweep(
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    head = ["K", "M", "|Q_pos|", "coverage", "same spk", "same sess", "useful", "NMI spk"]
+    head = ["K", "M", "\\|Q_pos\\|", "coverage", "same spk", "same sess", "useful", "NMI spk"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for r in rows:
         cells = [str(r["n_clusters"]), str(r["neighbours"]), str(r["queue_size"])]
@@ -123,6 +123,7 @@ def cmd_sweep_positives(args: argparse.Namespace) -> int:
         args.run_dir, manifest, args.reference_seconds, args.checkpoint, device=args.device
     )
     rows = sweep(refs, manifest, base, args.clusters, args.neighbours, args.queue, args.batch_size)
+    print(f"reference embeddings from checkpoint {args.checkpoint} of {args.run_dir}")
     print(format_rows(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..distributed import is_main_process
 from .banks import Bank, builtin_banks, load_bank
 from .config import STRATEGIES, AugmentConfig
 from .effects import (
@@ -125,7 +126,8 @@ class Augmenter(torch.nn.Module):
         if config.enabled and config.strategy != "none":
             self._load_banks()
         self._device_banks: dict[str, tuple[_DeviceBank | None, _DeviceBank | None]] = {}
-        logger.info(self.describe())
+        if is_main_process():  # once per run, not once per DDP rank
+            logger.info(self.describe())
 
     def _load_banks(self) -> None:
         config = self.config

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic_files import write_json_atomic
 from ..data.audio import AudioError, read_audio
 from . import synthetic
 
@@ -145,7 +146,7 @@ class _ChunkArrayWriter:
 def _write_manifest(folder: Path, kind: str, rate: int, chunk_samples: int, **extra: Any) -> None:
     manifest = {"format": BANK_FORMAT, "kind": kind, "sample_rate": rate}
     manifest.update(chunk_samples=chunk_samples, **extra)
-    (folder / "bank.json").write_text(json.dumps(manifest, indent=1))
+    write_json_atomic(folder / "bank.json", manifest, indent=1)
 
 
 def _audio_files(folder: Path) -> list[Path]:

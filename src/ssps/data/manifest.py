@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import resolve_audio_path
+
 REQUIRED_COLUMNS = ("file", "duration")
 ROOT_LINE = "# audio_root: "
 LABEL_COLUMNS = ("speaker", "session")
@@ -34,7 +36,12 @@ class Utterance:
 
 
 class Manifest:
-    """An ordered list of utterances; an utterance's position is its index everywhere."""
+    """An ordered list of utterances; an utterance's position is its index everywhere.
+
+    `path` refuses a file outside the root (absolute, or climbing with `..`) unless
+    `allow_outside_root` is set (`data.allow_outside_root`)."""
+
+    allow_outside_root: bool = False
 
     def __init__(self, utterances: list[Utterance], root: str | Path) -> None:
         self.utterances = list(utterances)
@@ -47,7 +54,7 @@ class Manifest:
         return self.utterances[index]
 
     def path(self, index: int) -> Path:
-        return self.root / self.utterances[index].file
+        return resolve_audio_path(self.root, self.utterances[index].file, self.allow_outside_root)
 
     @property
     def has_speakers(self) -> bool:

@@ -21,12 +21,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .audio import AudioError, audio_info, read_random_crop
+from .audio import AudioError, audio_info, rate_problem, read_random_crop
 from .manifest import Manifest
 
 logger = logging.getLogger("ssps.data")
 
 BAD_PATHS_IN_ERROR = 10  # how many failed paths a "too many bad files" error lists
+
+
+class BadDataError(ValueError, RuntimeError):
+    """Too many unusable files in a training set; the message lists them and what to do.
+    (A ValueError, so `ssps` reports it in one line; a RuntimeError, as it was before.)"""
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class CropDataset(Dataset):
                 continue
             speaker = int(self.speaker_ids[candidate])
             return {"index": candidate, "views": views, "speaker": speaker}
-        raise RuntimeError(self._bad_summary("no readable utterance left in the manifest"))
+        raise BadDataError(self._bad_summary("no readable utterance left in the manifest"))
 
     def _read_views(self, index: int, path: str) -> dict[str, np.ndarray]:
         rng = np.random.default_rng((self.seed, self.epoch, index))
@@ -151,7 +156,7 @@ class CropDataset(Dataset):
         self.bad_paths.add(path)
         logger.warning("skipping unreadable audio %s: %s", path, err.reason)
         if len(self.bad_paths) > self.max_bad_fraction * len(self):
-            raise RuntimeError(
+            raise BadDataError(
                 self._bad_summary(
                     f"more than {self.max_bad_fraction:.2%} of the dataset could not be read"
                 )
@@ -162,8 +167,9 @@ class CropDataset(Dataset):
         more = len(self.bad_paths) - len(listed)
         tail = f"\n  ... and {more} more" if more else ""
         return (
-            f"{headline} ({len(self.bad_paths)} of {len(self)} files failed; "
-            "scan_audio lists files with bad headers):\n  " + "\n  ".join(listed) + tail
+            f"{headline} ({len(self.bad_paths)} of {len(self)} files failed; fix or remove "
+            f"them, or raise data.max_bad_fraction (now {self.max_bad_fraction}) to skip "
+            "them):\n  " + "\n  ".join(listed) + tail
         )
 
 
@@ -185,14 +191,13 @@ def collate_views(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _header_problem(
     path: str, sample_rate: int, resample: bool, min_seconds: float = 0.0
 ) -> str | None:
-    if not os.path.isfile(path):
-        return "file not found"
     try:
         file_rate, frames = audio_info(path)
     except AudioError as err:
         return err.reason
-    if file_rate != sample_rate and not resample:
-        return f"sample rate is {file_rate} Hz, expected {sample_rate} Hz (set data.resample)"
+    problem = rate_problem(file_rate, sample_rate, resample)
+    if problem:
+        return problem
     if frames < min_seconds * file_rate:
         return f"too short: {frames / file_rate:.3f} s (data.min_seconds is {min_seconds})"
     return None

@@ -16,6 +16,8 @@ import numpy as np
 
 from .metrics import compute_eer, compute_min_dcf
 
+MIN_VALID_SHARE = 0.5  # intervals need at least this share of draws with both trial kinds
+
 
 def read_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """`score label enroll test` lines (a run's scores.txt) -> scores, labels, enroll, test."""
@@ -75,27 +77,60 @@ def speaker_bootstrap(
             continue
         for name, scores in systems.items():
             samples[name].append(_metrics(np.asarray(scores), labels, weights, p_target))
+    valid = len(samples[next(iter(systems))]) if systems else 0
+    note = _interval_note(n_speakers, valid, draws)
     out = {}
     for name in systems:
-        values = np.array(samples[name])  # (draws, 2)
-        eer_lo, eer_hi = np.percentile(values[:, 0], [2.5, 97.5])
-        dcf_lo, dcf_hi = np.percentile(values[:, 1], [2.5, 97.5])
-        out[name] = {
-            "eer": point[name][0],
-            "eer_ci95": [float(eer_lo), float(eer_hi)],
-            "min_dcf": point[name][1],
-            "min_dcf_ci95": [float(dcf_lo), float(dcf_hi)],
-        }
+        out[name] = {"eer": point[name][0], "min_dcf": point[name][1]}
+        if note:
+            out[name].update(eer_ci95=None, min_dcf_ci95=None, ci_note=note)
+        else:
+            values = np.array(samples[name])  # (draws, 2)
+            out[name]["eer_ci95"] = _interval(values[:, 0])
+            out[name]["min_dcf_ci95"] = _interval(values[:, 1])
         if reference is not None and name != reference:
-            ref = np.array(samples[reference])[:, 0]
-            delta = values[:, 0] - ref
-            relative = 100.0 * delta / ref
-            out[name]["eer_delta_vs_" + reference] = point[name][0] - point[reference][0]
-            out[name]["eer_delta_ci95"] = [float(v) for v in np.percentile(delta, [2.5, 97.5])]
-            out[name]["eer_relative_pct"] = 100.0 * (point[name][0] / point[reference][0] - 1)
-            out[name]["eer_relative_ci95"] = [
-                float(v) for v in np.percentile(relative, [2.5, 97.5])
-            ]
+            out[name].update(_paired(samples, name, reference, point, note))
+    return out
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+
+
+def _interval_note(n_speakers: int, valid: int, draws: int) -> str:
+    """Why no interval can be given, or '' when it can."""
+    if n_speakers < 2:
+        return (
+            f"no interval: the trials have {n_speakers} test speaker (speaker bootstrap needs 2+)"
+        )
+    if valid < MIN_VALID_SHARE * draws:
+        return (
+            f"no interval: with {n_speakers} test speakers only {valid} of {draws} bootstrap "
+            "draws held both target and non-target trials; score more test speakers"
+        )
+    return ""
+
+
+def _paired(samples, name: str, reference: str, point, note: str) -> dict:
+    """EER difference from the reference (points) and relative (%), paired over the draws;
+    a relative interval only over draws where the reference's EER is not 0."""
+    out = {
+        "eer_delta_vs_" + reference: point[name][0] - point[reference][0],
+        "eer_relative_pct": (
+            100.0 * (point[name][0] / point[reference][0] - 1) if point[reference][0] else None
+        ),
+        "eer_delta_ci95": None,
+        "eer_relative_ci95": None,
+    }
+    if note:
+        return out
+    values, ref = np.array(samples[name])[:, 0], np.array(samples[reference])[:, 0]
+    out["eer_delta_ci95"] = _interval(values - ref)
+    positive = ref > 0
+    if positive.sum() >= MIN_VALID_SHARE * len(ref):
+        out["eer_relative_ci95"] = _interval(100.0 * (values[positive] / ref[positive] - 1))
+    else:
+        out["ci_note"] = f"no relative interval: {reference}'s EER is 0 in most draws"
     return out
 
 
@@ -126,17 +161,22 @@ def format_comparison(result: dict[str, dict]) -> str:
         "| run | EER % [95 % CI] | minDCF [95 % CI] | EER vs first, relative % [95 % CI] |",
         "|---|---|---|---|",
     ]
+    notes = []
     for name, r in result.items():
         relative = ""
-        if "eer_relative_pct" in r:
-            lo, hi = r["eer_relative_ci95"]
-            relative = f"{r['eer_relative_pct']:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+        if r.get("eer_relative_pct") is not None:
+            relative = f"{r['eer_relative_pct']:+.1f} {_shown(r['eer_relative_ci95'], '+.1f')}"
         lines.append(
-            f"| {name} | {r['eer']:.2f} [{r['eer_ci95'][0]:.2f}, {r['eer_ci95'][1]:.2f}] | "
-            f"{r['min_dcf']:.4f} [{r['min_dcf_ci95'][0]:.4f}, {r['min_dcf_ci95'][1]:.4f}] | "
-            f"{relative} |"
+            f"| {name} | {r['eer']:.2f} {_shown(r['eer_ci95'], '.2f')} | "
+            f"{r['min_dcf']:.4f} {_shown(r['min_dcf_ci95'], '.4f')} | {relative} |"
         )
-    return "\n".join(lines)
+        if r.get("ci_note") and r["ci_note"] not in notes:
+            notes.append(r["ci_note"])
+    return "\n".join(lines + [f"\n{n}" for n in notes])
+
+
+def _shown(interval: list[float] | None, fmt: str) -> str:
+    return f"[{interval[0]:{fmt}}, {interval[1]:{fmt}}]" if interval else "[n/a]"
 
 
 def cmd_compare(args) -> int:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.audio import AudioError, audio_info, read_audio
+from ..data.audio import AudioError, audio_info, rate_problem, read_audio, read_audio_spans
 from .trials import TrialError, Trials
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]
@@ -29,10 +29,9 @@ def expected_length(path: str | Path, sample_rate: int, resample: bool) -> int:
     file_rate, frames = audio_info(path)
     if file_rate == sample_rate:
         return frames
-    if not resample:
-        raise AudioError(
-            path, f"sample rate is {file_rate} Hz, expected {sample_rate} Hz (set data.resample)"
-        )
+    problem = rate_problem(file_rate, sample_rate, resample, hint="resample it to this rate")
+    if problem:
+        raise AudioError(path, problem)
     return -(-frames * sample_rate // file_rate)  # ceil, as scipy's resample_poly
 
 
@@ -102,6 +101,21 @@ def _embed_long(
     return torch.cat(chunk_embeddings).mean(dim=0)
 
 
+def _embed_streamed(
+    embed_fn: EmbedFn, path: Path, length: int, chunk: int, batch_size: int, device: str, **read
+) -> torch.Tensor:
+    """`_embed_long` of a file read one chunk at a time (a 2-hour file is never held whole);
+    chunks of equal length are embedded `batch_size` at a time."""
+    chunk_embeddings, pending = [], []
+    for piece in read_audio_spans(path, chunk_bounds(length, chunk), **read):
+        if pending and (len(pending) == batch_size or len(piece) != len(pending[0])):
+            chunk_embeddings.append(_embed_batch(embed_fn, pending, device))
+            pending = []
+        pending.append(piece)
+    chunk_embeddings.append(_embed_batch(embed_fn, pending, device))
+    return F.normalize(torch.cat(chunk_embeddings).mean(dim=0, keepdim=True), dim=1)[0]
+
+
 def _embed_waves(
     embed_fn: EmbedFn, waves: list[np.ndarray], chunk: int, batch_size: int, device: str
 ) -> torch.Tensor:
@@ -169,8 +183,14 @@ def extract_embeddings(
         tqdm(total=len(lengths), disable=not progress, desc="embeddings", unit="file") as bar,
     ):
         for names in _plan_batches(lengths, batch_size, chunk):
-            waves = [read_audio(audio_root / n, sample_rate, resample=resample) for n in names]
-            batch_embeddings = _embed_waves(embed_fn, waves, chunk, batch_size, device).numpy()
+            if lengths[names[0]] > chunk:  # alone in its batch: streamed
+                path, read = audio_root / names[0], dict(sample_rate=sample_rate, resample=resample)
+                batch_embeddings = _embed_streamed(
+                    embed_fn, path, lengths[names[0]], chunk, batch_size, device, **read
+                )[None].numpy()
+            else:
+                waves = [read_audio(audio_root / n, sample_rate, resample=resample) for n in names]
+                batch_embeddings = _embed_waves(embed_fn, waves, chunk, batch_size, device).numpy()
             for name, embedding in zip(names, batch_embeddings, strict=True):
                 embeddings[name] = embedding.astype(np.float32)
             bar.update(len(names))

@@ -8,7 +8,6 @@ embed every file once) then `report_trials` (cosine-score, write `evaluation.jso
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic_files import write_json_atomic
 from .embeddings import EmbedFn, cosine_scores, extract_embeddings
 from .metrics import compute_eer, compute_min_dcf
 from .plots import plot_det, plot_score_histogram
@@ -48,13 +48,14 @@ def score_trials(
 
 
 def write_scores(path: str | Path, trials: Trials, scores: np.ndarray) -> Path:
-    """Write one `score label enroll test` line per trial. Returns the path."""
+    """Write one `score label enroll test` line per trial (`score enroll test` for an
+    unlabelled list, the layout of a challenge submission). Returns the path."""
     if len(scores) != len(trials):
         raise ValueError(f"{len(scores)} scores for {len(trials)} trials")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = (
-        f"{score:.6f} {label} {enroll} {test}\n"
+        f"{score:.6f} {label} {enroll} {test}\n" if label >= 0 else f"{score:.6f} {enroll} {test}\n"
         for score, label, enroll, test in zip(
             scores, trials.labels, trials.enroll, trials.test, strict=True
         )
@@ -64,31 +65,21 @@ def write_scores(path: str | Path, trials: Trials, scores: np.ndarray) -> Path:
     return path
 
 
-def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def embed_trials(
-    embed_fn: EmbedFn, trials_path: str | Path, audio_root: str | Path, **embed_options
+    embed_fn: EmbedFn,
+    trials_path: str | Path,
+    audio_root: str | Path,
+    allow_outside: bool = False,
+    **embed_options,
 ) -> tuple[Trials, dict[str, np.ndarray], float]:
     """Check the trial list and every audio file, then embed each file once:
     (trials, embeddings by file, seconds spent embedding). `embed_options` go to
-    `extract_embeddings` (sample_rate, batch_size, max_seconds, device, resample, progress)."""
+    `extract_embeddings` (sample_rate, batch_size, max_seconds, device, resample, progress).
+    A trial path outside the audio root is refused unless `allow_outside`."""
     trials = read_trials(trials_path)
-    check_both_classes(trials, trials_path)
-    check_trial_files(trials, audio_root, trials_path)
+    if trials.labelled:
+        check_both_classes(trials, trials_path)
+    check_trial_files(trials, audio_root, trials_path, allow_outside)
     started = time.perf_counter()
     embeddings = extract_embeddings(embed_fn, trials.files(), audio_root, **embed_options)
     return trials, embeddings, time.perf_counter() - started
@@ -105,11 +96,18 @@ def report_trials(
     p_target: float = 0.01,
     extraction_seconds: float = 0.0,
     json_path: str | Path | None = None,
+    system: str = "",
 ) -> dict[str, Any]:
     """Cosine-score ready embeddings; write evaluation.json, scores.txt, det.png and
-    scores.png to `out_dir`. Returns the dict written (EER in percent)."""
+    scores.png to `out_dir`, all together: they are written into a temporary folder first
+    and moved in with evaluation.json last, so a failure (a full disk) leaves the earlier
+    results whole. `system` names the model in the plot titles (default: the checkpoint's
+    run). Returns the dict written (EER in percent, `out_dir` where it went)."""
     scores = cosine_scores(embeddings, trials)
-    result = summarise_scores(scores, trials.labels, p_target)
+    labelled = trials.labelled
+    result = summarise_scores(scores, trials.labels, p_target) if labelled else {}
+    result["n_trials"] = len(trials)
+    out_dir = Path(out_dir)
     result.update(
         {
             "trials": str(trials_path),
@@ -118,17 +116,37 @@ def report_trials(
             "n_files": len(embeddings),
             "embedding_dim": int(next(iter(embeddings.values())).shape[0]),
             "extraction_seconds": round(extraction_seconds, 3),
+            "list": out_dir.name if out_dir.parent.name == "eval" else Path(trials_path).stem,
+            "out_dir": str(out_dir),
         }
     )
-    out_dir = Path(out_dir)
-    write_scores(out_dir / "scores.txt", trials, scores)
+    system = system or _system_name(checkpoint)
     name = Path(trials_path).name
-    plot_det({name: (scores, trials.labels)}, out_dir / "det.png", title=f"DET: {name}")
-    plot_score_histogram(scores, trials.labels, out_dir / "scores.png", title=f"Scores: {name}")
-    write_json_atomic(out_dir / "evaluation.json", result)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = ["scores.txt", "det.png", "scores.png", "evaluation.json"]
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".evaluation.") as staging:
+        staged = Path(staging)
+        write_scores(staged / "scores.txt", trials, scores)
+        if labelled:
+            title = f"{system} on {name}" if system else name
+            plot_det({system or name: (scores, trials.labels)}, staged / "det.png", title=title)
+            plot_score_histogram(scores, trials.labels, staged / "scores.png", title=title)
+        else:
+            files = ["scores.txt", "evaluation.json"]
+        write_json_atomic(staged / "evaluation.json", result)
+        for file in files:
+            os.replace(staged / file, out_dir / file)
     if json_path is not None:
         write_json_atomic(json_path, result)
     return result
+
+
+def _system_name(checkpoint: str | Path) -> str:
+    """The run a checkpoint belongs to (RUN/checkpoints/avg.pt -> RUN), else its file name."""
+    path = Path(str(checkpoint))
+    if not str(checkpoint):
+        return ""
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.stem
 
 
 def evaluate_trials(

@@ -30,44 +30,24 @@ from ..checkpoints import (
     save_atomic,
 )
 from ..config import Config, save_config
-from ..data.manifest import Manifest
-from ..data.views import CropDataset, build_loader, scan_audio
+from ..data.views import BadDataError, CropDataset, build_loader
 from ..distributed import all_reduce_mean, is_main_process, rank, world_size
 from ..methods import Method, StepInfo
 from ..model import build_model, checkpoint_state, load_weights, pick_device
 from ..seeds import derived_seed
+from . import run_dir as guard
+from .inputs import check_run_paths, read_training_manifest
 from .metrics_log import MetricsLog, truncate_metrics
 from .optim import apply_learning_rate, build_optimizer, learning_rate_at
-from .run_dir import check_resumable, lock_run_dir
 from .runtime import autocast, frozen_batchnorm_statistics, init_distributed, seed_everything
-from .ssps_memories import build_ssps, restore_memories, save_memories
+from .ssps_memories import build_ssps, memory_identity, restore_memories, save_memories
+from .stops import NonFiniteLossError, interrupted, non_finite_loss
 from .validation import Validator, calibrated_copy
 
 log = logging.getLogger("ssps.train")
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the last checkpoint on disk is left as it was."""
-
-
-def read_training_manifest(config: Config) -> Manifest:
-    manifest = Manifest.read(config.data.manifest, config.data.audio_root or None)
-    data = config.data
-    bad = scan_audio(manifest, data.sample_rate, data.resample, min_seconds=data.min_seconds)
-    for path, reason in bad[:20]:
-        log.warning("bad training file %s: %s", path, reason)
-    if len(bad) > config.data.max_bad_fraction * len(manifest):
-        listed = "\n  ".join(f"{p}: {r}" for p, r in bad[:10])
-        raise RuntimeError(
-            f"{len(bad)} of {len(manifest)} files in {config.data.manifest} are unusable "
-            f"(more than data.max_bad_fraction={config.data.max_bad_fraction}):\n  {listed}"
-        )
-    if bad:
-        skip = {path for path, _ in bad}
-        keep = [u for i, u in enumerate(manifest.utterances) if str(manifest.path(i)) not in skip]
-        manifest = Manifest(keep, manifest.root)
-        log.warning("skipping %d bad files (first ones listed above)", len(bad))
-    return manifest
+__all__ = ["NonFiniteLossError", "Trainer", "read_training_manifest", "train"]
 
 
 class Trainer:
@@ -79,15 +59,21 @@ class Trainer:
         if config.trainer.threads:
             torch.set_num_threads(config.trainer.threads)
         seed_everything(config.trainer.seed, config.trainer.deterministic)
+        self.position = (0, 0)  # (epoch, step within it) being trained, for an interrupt
         self._lock = None
+        check_run_paths(config)  # every path the run needs, before the first step
         if is_main_process():  # before anything in the run directory is read or written
-            self._lock = lock_run_dir(self.run_dir)
+            self._lock = guard.lock_run_dir(self.run_dir)
             for stale in remove_temporaries(self.run_dir / "checkpoints"):
                 log.info("removed %s, half-written by an interrupted run", stale)
             found = epoch_checkpoints(self.run_dir)
             if found:
-                check_resumable(self.run_dir, config, int(found[-1].stem.split("_")[-1]))
+                guard.check_resumable(self.run_dir, config, found[-1])
+            else:
+                guard.check_fresh_run_dir(self.run_dir)
             save_config(config, self.run_dir / "config.yaml")
+        elif found := epoch_checkpoints(self.run_dir):  # the span rank 0 keeps (see above)
+            guard.keep_schedule(config, guard.started_settings(self.run_dir, found[-1]))
         self.manifest = read_training_manifest(config)
         self.n_speakers = len(self.manifest.speakers()) if self.manifest.has_speakers else 0
         self.model: Method = build_model(config, self.n_speakers).to(self.device)
@@ -156,7 +142,13 @@ class Trainer:
         self._resumed = bool(found)
         if found:
             state = load_checkpoint(found[-1], self.device)
-            self.model.load_state_dict(state["model"])
+            guard.check_training_set(
+                state.get("training_set"),
+                memory_identity(self.manifest),
+                self.config.data.manifest,
+                found[-1],
+            )
+            load_weights(self.model, state["model"], str(found[-1]), strict=True)
             self._load_training_state(state)
             log.info("resuming %s after epoch %d", self.run_dir, state["epoch"])
             self._restore_ssps(found[-1].parent, state["epoch"])
@@ -164,6 +156,8 @@ class Trainer:
                 truncate_metrics(self.run_dir, state["epoch"] + 1)
             return state["epoch"] + 1
         source = self.config.trainer.init_from
+        if is_main_process():  # records of a life killed before its first checkpoint
+            truncate_metrics(self.run_dir, -1)
         if not source:
             return 0
         path = resolve_checkpoint(source, "last")
@@ -247,6 +241,10 @@ class Trainer:
     def fit(self) -> Path:
         try:
             return self._fit()
+        except KeyboardInterrupt as error:  # SIGINT, or SIGTERM as `Terminated`
+            raise interrupted(error, *self.position) from None
+        except BadDataError as error:  # from a loader worker: its message, no traceback
+            raise BadDataError(str(error).partition("BadDataError: ")[2] or str(error)) from None
         finally:
             self.release()
 
@@ -262,6 +260,7 @@ class Trainer:
         if self.validator is not None and is_main_process() and not self._resumed:
             self._validate_start()
         for epoch in range(self.start_epoch, cfg.epochs):
+            self.position = (epoch, 0)
             if ssps is not None and ssps.active(epoch) and not ssps.memories_filled():
                 self._fill_ssps_memories(epoch)
             self.model.on_epoch_start(epoch)
@@ -315,6 +314,7 @@ class Trainer:
             if i >= self.steps_per_epoch:
                 break
             step = epoch * self.steps_per_epoch + i
+            self.position = (epoch, i)
             info = StepInfo(epoch, step, self.steps_per_epoch, self.total_steps)
             lr = learning_rate_at(cfg, step, self.steps_per_epoch, self.total_steps)
             apply_learning_rate(self.optimizer, lr)
@@ -336,11 +336,9 @@ class Trainer:
             loss, metrics = self.ddp(views, batch, info)
         loss_value = all_reduce_mean(loss.detach().float().clone())
         if not torch.isfinite(loss_value):
-            raise NonFiniteLossError(
-                f"loss is {loss_value.item()} at epoch {info.epoch}, step {info.step}; stopping. "
-                f"The last good checkpoint in {self.run_dir / 'checkpoints'} is intact "
-                "(try a lower trainer.lr or trainer.precision=fp32)."
-            )
+            files = [str(self.manifest.path(int(i))) for i in batch["index"].tolist()]
+            found = epoch_checkpoints(self.run_dir)
+            raise non_finite_loss(loss_value.item(), info.epoch, info.step, files, found)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -353,6 +351,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, summary: dict[str, float]) -> None:
         state = checkpoint_state(self.model, self.config, self.n_speakers)
         state.update(
+            training_set=memory_identity(self.manifest),
             epoch=epoch,
             step=(epoch + 1) * self.steps_per_epoch,
             optimizer=self.optimizer.state_dict(),

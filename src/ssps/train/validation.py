@@ -65,7 +65,7 @@ class Validator:
             return None
         trials = read_trials(ev.trials)
         root = Path(ev.audio_root) if ev.audio_root else Path(ev.trials).parent
-        check_trial_files(trials, root, ev.trials)
+        check_trial_files(trials, root, ev.trials, ev.allow_outside_root)
         return cls(config, trial_subset(trials, ev.validation_trials), root, device)
 
     def due(self, epoch: int) -> bool:
