@@ -18,21 +18,26 @@ Resumable: finished runs, evaluations and the sweep are reused when rerun. Write
 benchmarks/results/dino_regime.json.
 
   .venv/bin/python benchmarks/dino_regime.py [--corpus data/regime] \\
-      [--runs benchmarks/runs/dino_regime] [--base-epochs 20] [--more-epochs 5] [--jobs 2]
+      [--runs benchmarks/runs/dino_regime] [--base-epochs 15] [--more-epochs 5] [--jobs 2]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from pathlib import Path
 
-from ssps_regime import diagnostics_table, preferred, run_sweep, ssps_args
-from voxsim_ssps import corpus_overrides, train_runs
+from ssps_regime import (
+    diagnostics_table,
+    preferred,
+    regime_parser,
+    regime_setup,
+    run_sweep,
+    ssps_args,
+)
+from voxsim_ssps import train_runs
 
-from ssps.data.synthetic import generate_corpus, preset_config
 from ssps.evaluation.bootstrap import compare_runs, format_comparison
 
 CONFIG = "configs/bench/regime_dino.yaml"
@@ -85,29 +90,13 @@ def continuations(start: int, best: dict) -> list[tuple[str, dict]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--corpus", default="data/regime", help="corpus folder (made if absent)")
-    parser.add_argument("--preset", default="voxceleb-shaped")
-    parser.add_argument("--runs", default="benchmarks/runs/dino_regime")
-    parser.add_argument("--base-epochs", type=int, default=20)
-    parser.add_argument("--more-epochs", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=2, help="continuations run at once")
-    parser.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
-    parser.add_argument("--extra", nargs="*", default=[], help="overrides for every run")
-    parser.add_argument("--only", nargs="*", help="names of the continuations to run")
+    parser = regime_parser(__doc__, "benchmarks/runs/dino_regime")
+    parser.set_defaults(base_epochs=15)
     parser.add_argument("--base-only", action="store_true", help="stop after base and sweep")
     parser.add_argument("--results", default="benchmarks/results/dino_regime.json")
     args = parser.parse_args()
     started = time.time()
-    corpus_config = preset_config(args.preset)
-    corpus = generate_corpus(Path(args.corpus), corpus_config).resolve()
-    sessions = corpus_config.train_speakers * corpus_config.sessions_per_speaker
-    runs = Path(args.runs).resolve()
-    runs.mkdir(parents=True, exist_ok=True)
-    log_path = runs / "dino_regime.log"
-    common = [*corpus_overrides(corpus), *args.extra]
+    corpus_config, corpus, sessions, runs, log_path, common = regime_setup(args, "dino_regime.log")
     base = runs / "dino-base"
     total = args.base_epochs + args.more_epochs
     schedule = [f"trainer.schedule_epochs={total}"]

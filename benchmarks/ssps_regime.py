@@ -171,18 +171,37 @@ def variants(also: list[str], start: int, best: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def main() -> None:
+def regime_parser(doc: str, runs: str) -> argparse.ArgumentParser:
+    """The options every regime benchmark takes (corpus, runs, budgets, jobs, draws)."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--corpus", default="data/regime", help="corpus folder (made if absent)")
     parser.add_argument("--preset", default="voxceleb-shaped")
-    parser.add_argument("--runs", default="benchmarks/runs/regime")
+    parser.add_argument("--runs", default=runs)
     parser.add_argument("--base-epochs", type=int, default=20)
     parser.add_argument("--more-epochs", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2, help="continuations run at once")
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides for every run")
+    parser.add_argument("--only", nargs="*", help="names of the continuations to run")
+    return parser
+
+
+def regime_setup(args, log_name: str):
+    """(corpus config, corpus folder, training sessions, runs folder, log path, overrides
+    every run gets): the corpus generated once, the runs folder made."""
+    corpus_config = preset_config(args.preset)
+    corpus = generate_corpus(Path(args.corpus), corpus_config).resolve()
+    sessions = corpus_config.train_speakers * corpus_config.sessions_per_speaker
+    runs = Path(args.runs).resolve()
+    runs.mkdir(parents=True, exist_ok=True)
+    common = [*corpus_overrides(corpus), *args.extra]
+    return corpus_config, corpus, sessions, runs, runs / log_name, common
+
+
+def main() -> None:
+    parser = regime_parser(__doc__, "benchmarks/runs/regime")
     parser.add_argument(
         "--also",
         nargs="*",
@@ -191,20 +210,10 @@ def main() -> None:
         help="more SSPS continuations at the preferred setting, each with these overrides "
         "(refinements, the memory fill mode), run after the four of the protocol",
     )
-    parser.add_argument("--only", nargs="*", help="names of the continuations to run")
     parser.add_argument("--results", default="benchmarks/results/ssps_regime.json")
     args = parser.parse_args()
     started = time.time()
-    corpus_config = preset_config(args.preset)
-    corpus = generate_corpus(Path(args.corpus), corpus_config).resolve()
-    sessions = corpus_config.train_speakers * corpus_config.sessions_per_speaker
-    runs = Path(args.runs).resolve()
-    runs.mkdir(parents=True, exist_ok=True)
-    log_path = runs / "ssps_regime.log"
-    common = [
-        *corpus_overrides(corpus),
-        *args.extra,
-    ]
+    corpus_config, corpus, sessions, runs, log_path, common = regime_setup(args, "ssps_regime.log")
     base = runs / "simclr-base"
     base_job = (
         "simclr-base",
