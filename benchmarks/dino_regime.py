@@ -92,6 +92,12 @@ def continuations(start: int, best: dict) -> list[tuple[str, dict]]:
 def main() -> None:
     parser = regime_parser(__doc__, "benchmarks/runs/dino_regime")
     parser.set_defaults(base_epochs=15)
+    parser.add_argument(
+        "--schedule-epochs",
+        type=int,
+        help="span of the lr / EMA schedules (default: base + more epochs); a base stopped "
+        "early keeps its schedule when rerun with fewer --base-epochs and the same span",
+    )
     parser.add_argument("--base-only", action="store_true", help="stop after base and sweep")
     parser.add_argument("--results", default="benchmarks/results/dino_regime.json")
     args = parser.parse_args()
@@ -99,7 +105,7 @@ def main() -> None:
     corpus_config, corpus, sessions, runs, log_path, common = regime_setup(args, "dino_regime.log")
     base = runs / "dino-base"
     total = args.base_epochs + args.more_epochs
-    schedule = [f"trainer.schedule_epochs={total}"]
+    schedule = [f"trainer.schedule_epochs={args.schedule_epochs or total}"]
     base_job = (
         "dino-base",
         base,
@@ -150,6 +156,7 @@ def main() -> None:
         command="python benchmarks/dino_regime.py "
         f"--corpus {args.corpus} --runs {args.runs} --base-epochs {args.base_epochs} "
         f"--more-epochs {args.more_epochs} --jobs {args.jobs}"
+        + (f" --schedule-epochs {args.schedule_epochs}" if args.schedule_epochs else "")
         + (" --base-only" if args.base_only else "")
         + (f" --only {' '.join(args.only)}" if args.only else ""),
     )

@@ -7,8 +7,17 @@ import pytest
 from ssps.cli import main
 
 
+def test_demo_seed_draws_another_corpus_in_its_own_folders():
+    from ssps.demo import FULL, demo_plan
+
+    plan = demo_plan(seed=5)
+    assert plan.corpus.seed == 5 and plan.folder == "-seed5" and demo_plan() == FULL
+    assert demo_plan(quick=True, seed=5).folder == "-quick-seed5"
+    assert plan.corpus.train_speakers == FULL.corpus.train_speakers
+
+
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
+def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys, recwarn):
     monkeypatch.setenv("SSPS_CACHE", str(tmp_path / "cache"))
     stale = tmp_path / "demo" / "runs-quick" / "simclr-base" / "checkpoints"
     stale.mkdir(parents=True)
@@ -36,9 +45,12 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "simclr-ssps" in report and (tmp_path / "demo" / "det.png").is_file()
     assert "## Regime" in report and "useful positives" in report
-    assert "simclr-ssps is " in report and "continued SimCLR:" in report
+    assert "simclr-ssps lowers the EER" in report or "simclr-ssps raises the EER" in report
+    assert "a negative value is a lower EER, i.e. better" in report
+    assert "analysis/simclr-ssps/similarity.png" in report  # every plot it writes is linked
     printed = capsys.readouterr().out
     assert "| simclr-base |" in printed and "SMOKE RUN" in printed
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]  # no library advice
     # the quick demo keeps its own folders, so a full demo never resumes its runs
     assert (tmp_path / "demo" / "runs-quick").is_dir()
     assert not (tmp_path / "demo" / "runs").exists()

@@ -161,7 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     _setup_logging()
-    run_demo(Path(args.out), quick=args.quick)
+    run_demo(Path(args.out), quick=args.quick, seed=args.seed)
     return 0
 
 
@@ -267,7 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic corpus")
     p.add_argument("--out", default="ssps-demo", help="where the corpus, runs and report go")
-    p.add_argument("--quick", action="store_true", help="a smaller, faster version")
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run of the same code (numbers mean nothing)"
+    )
+    p.add_argument(
+        "--seed", type=int, help="generate the corpus with this seed (default: the fixed one)"
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
