@@ -164,3 +164,12 @@ def test_sweep_table_is_valid_markdown():
     lines = format_rows([row]).splitlines()
     cells = [len(line.replace("\\|", "").strip("|").split("|")) for line in lines]
     assert len(set(cells)) == 1, lines  # header, alignment and rows have as many cells
+
+
+def test_bootstrap_and_regime_model_refuse_what_they_cannot_answer():
+    with pytest.raises(ValueError, match="draws must be >= 1"):
+        speaker_bootstrap(
+            {"a": np.zeros(2)}, np.array([1, 0]), np.array([0, 0]), np.array([0, 1]), draws=0
+        )
+    with pytest.raises(ValueError, match="raise --max-speakers"):  # K 100 would simulate 2
+        expected_useful(6000, 4, 1, 12.0, clusters=[100], queue_size=64, max_speakers=10)

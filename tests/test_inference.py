@@ -143,13 +143,10 @@ def test_embed_folders_kaldi_lists_and_text_output(inference_run, tiny_corpus, t
     )
     assert not (tmp_path / "e.txt.npz").exists()
     rows = out.read_text().splitlines()
-    names = sorted(
-        p.relative_to(tiny_corpus / "spk0").as_posix()
-        for p in (tiny_corpus / "spk0").rglob("*.wav")
-    )
+    names = sorted(p.as_posix() for p in (tiny_corpus / "spk0").rglob("*.wav"))  # as given
     assert [r.split()[0] for r in rows] == names and rows[0].split()[1] == "["
     first = np.array([float(v) for v in rows[0].split()[2:-1]])
-    np.testing.assert_allclose(first, encoder.embed(tiny_corpus / "spk0" / names[0]), atol=1e-5)
+    np.testing.assert_allclose(first, encoder.embed(names[0]), atol=1e-5)
     scp = tmp_path / "wav.scp"
     scp.write_text(
         f"utt-a {tiny_corpus / 'spk1/v1/1.wav'}\nutt-b {tiny_corpus / 'spk0/v0/0.wav'}\n"
@@ -250,3 +247,26 @@ def test_top_level_help_names_every_verb_and_version(capsys):
     assert capsys.readouterr().out.strip() == f"ssps {__version__}"
     config_help = verbs["config"].format_help()
     assert "YAML config to resolve" in config_help and "dotted overrides" in config_help
+
+
+def test_lists_of_one_name_from_other_folders_keep_their_results(
+    inference_run, tiny_corpus, tmp_path, monkeypatch
+):
+    """`--trials trials.txt` typed in two folders: two lists, two result folders."""
+    from ssps.evaluate import evaluate_run
+
+    trials = (tiny_corpus / "trials.txt").read_text().splitlines()
+    for folder, rows in (("x", trials[::2]), ("y", trials[1::2])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "trials.txt").write_text("\n".join(rows) + "\n")
+    outs = []
+    for folder in ("x", "y"):
+        monkeypatch.chdir(tmp_path / folder)
+        result = evaluate_run(
+            inference_run, "trials.txt", tiny_corpus, device="cpu", progress=False
+        )
+        outs.append(Path(result["out_dir"]))
+    assert outs[0] != outs[1] and all(inference_run / "eval" in o.parents for o in outs)
+    assert outs[0].name != "trials"  # never the run's own list's name
+    first = json.loads((outs[0] / "evaluation.json").read_text())
+    assert first["trials_resolved"] == str(tmp_path / "x" / "trials.txt")

@@ -109,3 +109,15 @@ def test_refine_one_round_resumes(tiny_run, tiny_corpus, tmp_path, capsys):
     assert len(read_metrics(run, "pseudo_labels")) == 1
     assert len(read_metrics(run, "epoch")) == 1
     assert (run / "checkpoints" / "avg.pt").stat().st_mtime_ns >= first
+
+
+def test_refine_refuses_stale_pseudo_labels(tmp_path):
+    from ssps.refine import check_same_labels
+
+    config = PseudoLabelConfig(clusters=4)
+    stored = {"config": {**vars(config)}, "manifest": "m.csv"}
+    check_same_labels(tmp_path / "r.json", stored, config, "m.csv")  # same: reused
+    with pytest.raises(ValueError, match="other settings"):
+        check_same_labels(tmp_path / "r.json", stored, PseudoLabelConfig(clusters=5), "m.csv")
+    with pytest.raises(ValueError, match="another"):
+        check_same_labels(tmp_path / "r.json", stored, config, "other.csv")

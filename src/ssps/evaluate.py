@@ -62,29 +62,42 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
-def list_name(base: Path, trials: str | Path) -> str:
-    """The folder name under `base/eval` for a trial list: its stem, made unique."""
+def _evaluated_trials(report: Path) -> str | None:
+    """The resolved trial list an evaluation.json was made from (None: no such file)."""
+    if not report.is_file():
+        return None
+    try:
+        stored = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""  # unreadable: treated as another list, never overwritten
+    return str(stored.get("trials_resolved") or stored.get("trials", ""))
+
+
+def list_name(base: Path, trials: str | Path, taken: str = "") -> str:
+    """The folder name under `base/eval` for a trial list: its stem, made unique (and never
+    `taken`, the run's own list's name)."""
     trials = Path(trials)
     candidates = [trials.stem, f"{trials.parent.name}-{trials.stem}"]
     candidates += [f"{trials.stem}-{i}" for i in range(2, 100)]
     for name in candidates:
-        report = base / "eval" / name / "evaluation.json"
-        if not report.is_file():
-            return name
-        stored = json.loads(report.read_text(encoding="utf-8")).get("trials", "")
-        if _same_file(stored, trials):
+        if name == taken:
+            continue
+        stored = _evaluated_trials(base / "eval" / name / "evaluation.json")
+        if stored is None or (stored and _same_file(stored, trials)):
             return name
     raise ValueError(f"{base / 'eval'}: too many trial lists named {trials.stem!r}")
 
 
 def results_dir(run_dir: str | Path, checkpoint: Path, trials: str | Path, config) -> Path:
     """Where the results for `trials` go: the run directory (or the checkpoint's folder) for
-    the run's own trial list, else `eval/<list name>/` below it."""
+    the run's own trial list (its config's, and the one already evaluated there, if any),
+    else `eval/<list name>/` below it."""
     base = Path(run_dir) if Path(run_dir).is_dir() else checkpoint.parent
     own = config.evaluation.trials
-    if own and _same_file(own, trials):
+    there = _evaluated_trials(base / "evaluation.json")
+    if own and _same_file(own, trials) and (there is None or (there and _same_file(there, trials))):
         return base
-    return base / "eval" / list_name(base, trials)
+    return base / "eval" / list_name(base, trials, Path(own).stem if own else "")
 
 
 def _out_dir(run_dir, path: Path, out_dir, trials, config) -> Path:

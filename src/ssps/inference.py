@@ -18,6 +18,7 @@ This module imports torch only when a model is loaded. The commands are in
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
@@ -28,6 +29,9 @@ import numpy as np
 if TYPE_CHECKING:
     from .config import Config
     from .methods import Method
+
+
+log = logging.getLogger("ssps.inference")
 
 
 class ThresholdError(ValueError):
@@ -53,18 +57,22 @@ def stored_thresholds(
     """
     start = Path(run_or_checkpoint)
     folders = [start] if start.is_dir() else [start.parent, start.parent.parent]
+    own = [folder / "evaluation.json" for folder in folders]  # every own list first
+    named = [r for folder in folders for r in sorted(folder.glob("eval/*/evaluation.json"))]
     found = []
-    for folder in folders:
-        reports = [folder / "evaluation.json", *sorted(folder.glob("eval/*/evaluation.json"))]
-        for report in reports:
-            if not report.is_file():
-                continue
+    for report in own + named:
+        if not report.is_file():
+            continue
+        try:
             result = json.loads(report.read_text(encoding="utf-8"))
-            evaluated = Path(str(result.get("checkpoint", ""))).name
-            if evaluated == checkpoint_file.name and "threshold_eer" in result:
-                trials = str(result.get("trials", ""))
-                name = result.get("list") or Path(trials).stem
-                found.append(StoredThreshold(float(result["threshold_eer"]), name, trials))
+        except (OSError, ValueError):
+            log.warning("%s: unreadable, its threshold is not used", report)
+            continue
+        evaluated = Path(str(result.get("checkpoint", ""))).name
+        if evaluated == checkpoint_file.name and "threshold_eer" in result:
+            trials = str(result.get("trials", ""))
+            name = result.get("list") or Path(trials).stem
+            found.append(StoredThreshold(float(result["threshold_eer"]), name, trials))
     return found
 
 

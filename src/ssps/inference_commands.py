@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,13 @@ def read_scp(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
-def audio_under(folder: Path) -> list[tuple[str, str]]:
-    """(name relative to the folder, path) of every audio file below it, sorted."""
+def audio_under(folder: Path, given: str) -> list[tuple[str, str]]:
+    """(name, path) of every audio file below `folder`, sorted; the name is the path as the
+    user gave the folder (`given`) plus the file's path below it."""
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))})")
-    return [(p.relative_to(folder).as_posix(), str(p)) for p in files]
+    return [((Path(given) / p.relative_to(folder)).as_posix(), str(p)) for p in files]
 
 
 def embedding_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -55,7 +57,7 @@ def embedding_inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
     items = []
     for given in args.files:
         path = root / given
-        items += audio_under(path) if path.is_dir() else [(given, str(path))]
+        items += audio_under(path, given) if path.is_dir() else [(given, str(path))]
     if args.list:
         items += [(name, str(root / name)) for name in read_path_list(args.list)]
     if args.scp:
@@ -117,7 +119,18 @@ def _threshold(encoder: SpeakerEncoder, args: argparse.Namespace) -> tuple[float
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """One pair: prints score and decision, exit 0 (same speaker) or 1 (different). A list
-    of pairs (--pairs): a `score decision a b` line each (also to --out), exit 0."""
+    of pairs (--pairs): a `score decision a b` line each (also to --out), exit 0. Any
+    failure exits 2, never 1, so that the status cannot be read as a decision."""
+    try:
+        return _verify(args)
+    except (ValueError, OSError, KeyboardInterrupt):
+        raise  # the CLI's one-line errors (exit 2) and interrupts
+    except Exception as err:  # e.g. a torch RuntimeError
+        print(f"ssps: error: verify failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+
+
+def _verify(args: argparse.Namespace) -> int:
     if args.pairs and (args.a or args.b):
         raise ValueError("give two audio files or --pairs, not both")
     if not args.pairs and not (args.a and args.b):

@@ -130,6 +130,8 @@ def cluster(x: torch.Tensor, config: PseudoLabelConfig) -> tuple[torch.Tensor, t
     """(assignment (N,), confidence (N,)) of L2-normalised embeddings x (N, D)."""
     generator = torch.Generator().manual_seed(config.seed)
     n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"{n} utterance: pseudo-labels need at least 2")
     k = config.clusters or config.over_clusters or min(max(2, n // 4), MAX_OVER_CLUSTERS)
     if k > n:
         raise ValueError(f"{k} clusters for {n} utterances: ask for at most {n}")
@@ -140,7 +142,8 @@ def cluster(x: torch.Tensor, config: PseudoLabelConfig) -> tuple[torch.Tensor, t
         _, merged = torch.unique(merged, return_inverse=True)
         sums = torch.zeros(int(merged.max()) + 1, x.shape[1], dtype=torch.float64)
         sums.index_add_(0, merged[assign], x.double())
-        centroids = F.normalize(sums, dim=1).float()
+        counts = torch.bincount(merged[assign], minlength=len(sums))
+        centroids = F.normalize(sums[counts > 0], dim=1).float()  # no empty group's zero
         assign = (x @ centroids.T).argmax(dim=1)
     top = _top2(x, centroids)
     confidence = top[:, 0] if config.confidence == "centroid" else top[:, 0] - top[:, 1]

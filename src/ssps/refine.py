@@ -45,6 +45,15 @@ def round_config(stage1: Path, labels: Path, init_from: Path, run_dir: Path, ove
     )
 
 
+def check_same_labels(report: Path, stored: dict, labels: PseudoLabelConfig, manifest) -> None:
+    """A round's pseudo-labels are reused only if made with the same settings and manifest."""
+    if stored.get("config") != asdict(labels) or stored.get("manifest") != str(manifest):
+        raise ValueError(
+            f"{report}: this round's pseudo-labels were made with other settings or another "
+            "manifest; use another --out, or delete that round's folder to redo it"
+        )
+
+
 def _log_diagnostics(run_dir: Path, diagnostics: dict) -> None:
     from .train.metrics_log import MetricsLog, read_metrics
 
@@ -83,6 +92,7 @@ def refine(
         report = csv_path.with_suffix(".json")
         if report.is_file() and csv_path.is_file():
             diagnostics = json.loads(report.read_text(encoding="utf-8"))
+            check_same_labels(report, diagnostics, labels, manifest)
         else:
             log.info("round %d: pseudo-labels from %s", r, current)
             diagnostics = pseudo_label(
@@ -101,8 +111,9 @@ def refine(
                 device=device,
                 progress=False,
             )
-            summary.update({k: result[k] for k in ("eer", "min_dcf", "n_trials")})
-            print(f"round {r}: EER {result['eer']:.3f} %  minDCF {result['min_dcf']:.4f}")
+            summary.update({k: result[k] for k in ("eer", "min_dcf", "n_trials") if k in result})
+            if "eer" in result:
+                print(f"round {r}: EER {result['eer']:.3f} %  minDCF {result['min_dcf']:.4f}")
         _log_diagnostics(run_dir, diagnostics)
         summaries.append(summary)
         current = run_dir

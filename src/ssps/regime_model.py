@@ -35,6 +35,7 @@ from .sampling.simulate import simulate_epoch
 
 SESSION_SCALE = 1.0
 UTTERANCE_SCALE = 0.7
+MIN_SIMULATED_CLUSTERS = 10  # a smaller simulated K says nothing about the corpus
 MAX_SPEAKERS = 100  # speakers simulated; larger corpora are subsampled (see above)
 
 
@@ -159,6 +160,17 @@ def expected_useful(
     factor = simulated / speakers
     model = RegimeModel(simulated, sessions, utterances, seed=seed)
     sim_clusters = {k: max(2, round(k * factor)) for k in clusters}
+    small = [
+        k
+        for k, sim in sim_clusters.items()
+        if simulated < speakers and (sim < MIN_SIMULATED_CLUSTERS or sim <= max(neighbours))
+    ]
+    if small:
+        raise ValueError(
+            f"regime model: K {small} is only {[sim_clusters[k] for k in small]} on the "
+            f"{simulated} simulated speakers (K scales with them); raise --max-speakers "
+            f"(now {max_speakers}) or ask for larger K"
+        )
     sim_queue = max(1, round(queue_size * factor))
     scale = model.calibrate(base_eer)
     rows = model.useful_positives(

@@ -63,6 +63,8 @@ def speaker_bootstrap(
 
     systems: name -> (n_trials,) scores, all on the same trials (labels, speaker_a/b).
     """
+    if draws < 1:
+        raise ValueError(f"bootstrap draws must be >= 1, got {draws}")
     labels = np.asarray(labels)
     n_speakers = int(max(speaker_a.max(), speaker_b.max())) + 1
     same = speaker_a == speaker_b

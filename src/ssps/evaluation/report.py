@@ -111,6 +111,7 @@ def report_trials(
     result.update(
         {
             "trials": str(trials_path),
+            "trials_resolved": str(Path(trials_path).expanduser().resolve()),
             "audio_root": str(audio_root),
             "checkpoint": str(checkpoint),
             "n_files": len(embeddings),
