@@ -29,7 +29,6 @@ import soundfile as sf
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ssps.config_loader import load
-from ssps.data.manifest import Manifest
 from ssps.data.synthetic import (
     CorpusConfig,
     generate_corpus,
@@ -37,6 +36,7 @@ from ssps.data.synthetic import (
     session_channel,
     speaker_voice,
 )
+from ssps.io.manifest import Manifest
 
 RESULTS = Path(__file__).parent / "results" / "corpus_card.json"
 N_MELS, N_FFT, HOP = 40, 512, 160

@@ -43,8 +43,8 @@ from ssps_speed import synchroniser, time_kmeans, time_step  # noqa: E402
 
 from ssps.augment import Augmenter  # noqa: E402
 from ssps.config import load_config  # noqa: E402
-from ssps.data.manifest import Manifest, Utterance  # noqa: E402
 from ssps.data.views import CropDataset, ViewSpec, build_loader  # noqa: E402
+from ssps.io.manifest import Manifest, Utterance  # noqa: E402
 from ssps.methods import StepInfo  # noqa: E402
 from ssps.model import build_model  # noqa: E402
 from ssps.train.optim import build_optimizer  # noqa: E402

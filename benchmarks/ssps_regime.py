@@ -32,9 +32,9 @@ from pathlib import Path
 
 from voxsim_ssps import SSPS_KEYS, corpus_overrides, train_runs
 
-from ssps.data.manifest import Manifest
 from ssps.data.synthetic import generate_corpus, preset_config
 from ssps.evaluation.bootstrap import compare_runs, format_comparison
+from ssps.io.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/bench/regime_simclr.yaml"

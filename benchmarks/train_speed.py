@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ssps.config import load_config  # noqa: E402
-from ssps.data.manifest import Manifest, Utterance  # noqa: E402
 from ssps.data.views import CropDataset, ViewSpec, build_loader  # noqa: E402
+from ssps.io.manifest import Manifest, Utterance  # noqa: E402
 from ssps.methods import StepInfo  # noqa: E402
 from ssps.model import build_model  # noqa: E402
 from ssps.train.optim import build_optimizer  # noqa: E402

@@ -172,7 +172,7 @@ def run_sweep(base: Path, voxsim: Path) -> dict:
     the K x M x |Q_pos| grid of the faithful sampler, then refinements and SSPS-NN."""
     import torch
 
-    from ssps.data.manifest import Manifest
+    from ssps.io.manifest import Manifest
     from ssps.positive_sweep import reference_embeddings, sweep
     from ssps.sampling import SSPSConfig
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ssps.data.manifest import Manifest, Utterance
+from ssps.io.manifest import Manifest, Utterance
 
 SR = 16000
 

@@ -18,12 +18,12 @@ from ssps.analysis import (
     similarity_statistics,
     write_report,
 )
-from ssps.data.manifest import Manifest
 from ssps.evaluate import evaluate_run, evaluate_with_asnorm
 from ssps.evaluation.asnorm import as_norm, balanced_subset, cohort_embeddings
 from ssps.evaluation.embeddings import extract_embeddings
 from ssps.evaluation.metrics import compute_eer
 from ssps.evaluation.trials import read_trials
+from ssps.io.manifest import Manifest
 from ssps.model import load_model
 
 

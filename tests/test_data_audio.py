@@ -1,4 +1,4 @@
-"""Tests for audio reading (ssps.data.audio) and the manifest CSV (ssps.data.manifest)."""
+"""Tests for audio reading (ssps.io.audio) and the manifest CSV (ssps.io.manifest)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssps.data.audio import AudioError, audio_info, fit_length, read_audio, read_random_crop
-from ssps.data.manifest import Manifest, ManifestError, Utterance
+from ssps.io.audio import AudioError, audio_info, fit_length, read_audio, read_random_crop
+from ssps.io.manifest import Manifest, ManifestError, Utterance
 
 
 def write_noise(path: Path, samples: int, rate: int = 1000, seed: int = 0) -> np.ndarray:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ssps.data.manifest import Manifest, Utterance
 from ssps.data.prepare import prepare_folder, summarize
+from ssps.io.manifest import Manifest, Utterance
 
 
 def write_noise(path: Path, samples: int, rate: int = 1000, fmt: str | None = None) -> None:

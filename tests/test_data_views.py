@@ -11,7 +11,6 @@ import soundfile as sf
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from ssps.data.manifest import Manifest, Utterance
 from ssps.data.views import (
     CropDataset,
     ViewSpec,
@@ -19,6 +18,7 @@ from ssps.data.views import (
     collate_views,
     scan_audio,
 )
+from ssps.io.manifest import Manifest, Utterance
 
 RATE = 1000  # a low rate keeps crops tiny: a 2 s view is 2,000 samples
 SIMCLR = [ViewSpec("views", 2.0, 2)]

@@ -14,7 +14,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from ssps.data.audio import AudioError, read_audio
 from ssps.evaluation.embeddings import (
     chunk_bounds,
     cosine_scores,
@@ -25,6 +24,7 @@ from ssps.evaluation.metrics import compute_eer, compute_min_dcf
 from ssps.evaluation.plots import plot_det
 from ssps.evaluation.report import evaluate_trials, score_trials
 from ssps.evaluation.trials import TrialError, Trials, check_trial_files, read_trials
+from ssps.io.audio import AudioError, read_audio
 
 RATE = 16000
 N_BANDS = 6

@@ -14,11 +14,11 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-from ssps.data.audio import read_audio
 from ssps.evaluation.embeddings import extract_embeddings
 from ssps.evaluation.trials import read_trials
 from ssps.inference import SpeakerEncoder, ThresholdError
 from ssps.inference_commands import add_commands
+from ssps.io.audio import read_audio
 from ssps.model import load_model
 
 

@@ -258,3 +258,11 @@ def test_dino_collapse_monitor(caplog):
     _, metrics = dino(views, {}, StepInfo(epoch=0, step=0, steps_per_epoch=1, total_steps=1))
     kl = metrics["teacher_batch_entropy"] - metrics["teacher_entropy"]
     assert abs(metrics["teacher_kl"] - kl) < 1e-9 and metrics["teacher_kl"] >= -1e-6
+
+
+def test_dino_reference_embeddings_without_ssps():
+    """`sweep-positives` on a DINO run asks for reference embeddings of a model with no SSPS
+    attached: the clean, L2-normalised teacher path."""
+    dino = make_dino().eval()
+    refs = dino.reference_embeddings(torch.randn(3, 64))
+    assert refs.shape[0] == 3 and torch.allclose(refs.norm(dim=1), torch.ones(3))

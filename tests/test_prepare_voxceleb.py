@@ -12,9 +12,7 @@ import pytest
 import soundfile as sf
 
 from ssps.augment.banks import load_bank
-from ssps.data.audio import read_audio
 from ssps.data.convert import ConversionError, convert_file, convert_files, write_m4a
-from ssps.data.manifest import Manifest
 from ssps.data.voxceleb import (
     VoxCelebError,
     find_speaker_roots,
@@ -23,6 +21,8 @@ from ssps.data.voxceleb import (
     prepare_voxceleb,
 )
 from ssps.evaluation.trials import TrialError, check_trial_files, read_trials
+from ssps.io.audio import read_audio
+from ssps.io.manifest import Manifest
 
 SR = 16000
 VOX2_FILES = {  # relative to dev/aac -> seconds

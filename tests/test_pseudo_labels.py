@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssps.data.manifest import Manifest
+from ssps.io.manifest import Manifest
 from ssps.pseudo_labels import (
     PseudoLabelConfig,
     cluster,

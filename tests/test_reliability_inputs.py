@@ -18,7 +18,8 @@ import soundfile as sf
 from ssps.atomic_files import write_json_atomic
 from ssps.cli import main
 from ssps.config import ConfigError, load_config, save_config
-from ssps.data.audio import (
+from ssps.evaluation.trials import TrialError, Trials, check_trial_files
+from ssps.io.audio import (
     AudioError,
     PathEscapeError,
     read_audio,
@@ -26,8 +27,7 @@ from ssps.data.audio import (
     read_random_crop,
     resolve_audio_path,
 )
-from ssps.data.manifest import Manifest, Utterance
-from ssps.evaluation.trials import TrialError, Trials, check_trial_files
+from ssps.io.manifest import Manifest, Utterance
 from ssps.train.metrics_log import MetricsLog, MetricsLogError, read_metrics, truncate_metrics
 from ssps.train.stops import non_finite_loss
 

@@ -11,8 +11,8 @@ import soundfile as sf
 
 from conftest import make_trainer
 from ssps.cli import main
-from ssps.data.manifest import Manifest
 from ssps.inference import SpeakerEncoder
+from ssps.io.manifest import Manifest
 
 
 def write(path: Path, samples: int) -> Path:

@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 from scipy.signal import fftconvolve
 
-from ssps.data.manifest import Manifest
 from ssps.data.synthetic import (
     CorpusConfig,
     CorpusError,
@@ -24,6 +23,7 @@ from ssps.data.synthetic import (
     sample_voice,
     synthesize_speech,
 )
+from ssps.io.manifest import Manifest
 
 SMALL = CorpusConfig(
     seed=3,

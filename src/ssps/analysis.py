@@ -275,8 +275,8 @@ def analyze_run(
 ) -> dict[str, Any]:
     """Embed a speaker-balanced subset of a labelled manifest and write the analysis to
     `out_dir` (default RUN_DIR/analysis). Returns the numbers (also in analysis.json)."""
-    from .data.manifest import Manifest, ManifestError
     from .evaluation.embeddings import extract_embeddings
+    from .io.manifest import Manifest, ManifestError
     from .model import load_run_model
 
     data = Manifest.read(manifest, audio_root)

@@ -27,11 +27,11 @@ import numpy as np
 
 from .analysis import analyze_run
 from .config import load_config
-from .data.manifest import Manifest
 from .data.synthetic import CorpusConfig, generate_corpus, preset_config
 from .evaluate import evaluate_run
 from .evaluation.bootstrap import compare_runs
 from .evaluation.plots import plot_det, plot_score_histogram
+from .io.manifest import Manifest
 from .train.metrics_log import read_metrics
 from .train.trainer import Trainer
 

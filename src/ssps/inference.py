@@ -152,7 +152,7 @@ class SpeakerEncoder:
 
             g = gcd(rate, self.sample_rate)
             wave = resample_poly(wave, self.sample_rate // g, rate // g).astype(np.float32)
-        from .data.audio import check_waveform
+        from .io.audio import check_waveform
 
         return np.ascontiguousarray(check_waveform(wave, "<waveform>", allow_silent=True))
 

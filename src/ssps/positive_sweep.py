@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .data.manifest import Manifest
 from .data.views import CropDataset, ViewSpec, build_loader
+from .io.manifest import Manifest
 from .model import load_run_model
 from .sampling.simulate import simulate_epoch
 from .sampling.ssps import SAMPLERS, SSPSConfig

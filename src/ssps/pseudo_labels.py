@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.manifest import ROOT_LINE, Manifest
+from .io.manifest import ROOT_LINE, Manifest
 from .options import option
 from .sampling.kmeans import spherical_kmeans
 

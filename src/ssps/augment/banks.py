@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic_files import write_json_atomic
-from ..data.audio import AudioError, read_audio
+from ..io.audio import AudioError, read_audio
 from . import synthetic
 
 logger = logging.getLogger("ssps.augment")

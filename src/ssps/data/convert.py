@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from .audio import AudioError, audio_info
+from ..io.audio import AudioError, audio_info
 
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}  # name -> soundfile format
 _IN_FLIGHT = 16  # files queued per worker process, so a million-file tree is not queued at once

@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audio import AudioError, audio_info
-from .manifest import Manifest, Utterance
+from ..io.audio import AudioError, audio_info
+from ..io.manifest import Manifest, Utterance
 
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3")  # what soundfile reads (m4a: `prepare voxceleb`)
 MIN_DURATION = 0.001  # seconds; the manifest stores 3 decimals, so shorter would read as 0

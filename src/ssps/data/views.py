@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .audio import AudioError, audio_info, rate_problem, read_random_crop
-from .manifest import Manifest
+from ..io.audio import AudioError, audio_info, rate_problem, read_random_crop
+from ..io.manifest import Manifest
 
 logger = logging.getLogger("ssps.data")
 

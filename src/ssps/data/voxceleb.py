@@ -31,9 +31,9 @@ from tqdm import tqdm
 
 from ..augment.banks import NOISE_CATEGORIES, Bank, build_noise_bank, build_rir_bank
 from ..evaluation.trials import TrialError, Trials, check_both_classes, read_trials
-from .audio import AudioError, audio_info
+from ..io.audio import AudioError, audio_info
+from ..io.manifest import Manifest, Utterance
 from .convert import FORMATS, convert_tree
-from .manifest import Manifest, Utterance
 from .prepare import MIN_DURATION, summarize
 
 SPEAKER_DIR = re.compile(r"id\d{5}")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.manifest import Manifest
+from ..io.manifest import Manifest
 from .embeddings import EmbedFn, cosine_scores, extract_embeddings
 from .plots import plot_det
 from .report import summarise_scores, write_json_atomic, write_scores

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.audio import AudioError, audio_info, rate_problem, read_audio, read_audio_spans
+from ..io.audio import AudioError, audio_info, rate_problem, read_audio, read_audio_spans
 from .trials import TrialError, Trials
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.audio import PathEscapeError, resolve_audio_path
+from ..io.audio import PathEscapeError, resolve_audio_path
 
 _LABEL_WORDS = {"1": 1, "0": 0, "target": 1, "nontarget": 0}
 UNLABELLED = -1  # the label of every trial of an unlabelled list

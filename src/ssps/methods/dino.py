@@ -214,7 +214,7 @@ class DINO(Method):
 
     @torch.no_grad()
     def reference_embeddings(self, waves: torch.Tensor) -> torch.Tensor:
-        if not self.ssps.config.teacher_bn_train:
+        if self.ssps is None or not self.ssps.config.teacher_bn_train:  # e.g. sweep-positives
             return super().reference_embeddings(waves)
         return F.normalize(self.teacher_encoder(self.frontend(waves)).float(), dim=1)
 

@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 from ..config import Config
-from ..data.manifest import Manifest
 from ..data.views import BadDataError, scan_audio
 from ..evaluation.trials import check_trial_files, read_trials
+from ..io.manifest import Manifest
 
 log = logging.getLogger("ssps.train")
 

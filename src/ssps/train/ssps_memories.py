@@ -16,7 +16,7 @@ import torch
 
 from ..checkpoints import load_checkpoint, memory_path, save_atomic
 from ..config import Config
-from ..data.manifest import Manifest
+from ..io.manifest import Manifest
 from ..methods import Method
 from ..sampling import SSPS
 

@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ssps.data.manifest import Manifest, Utterance
+from ssps.io.manifest import Manifest, Utterance
 from ssps.options import option
 
 from .channels import SessionChannel, apply_channel, sample_channel
