@@ -25,26 +25,17 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ssps.config import load_config
 from ssps.evaluate import evaluate_run
 from ssps.evaluation.bootstrap import compare_runs, format_comparison
 from ssps.pseudo_labels import PseudoLabelConfig
-from ssps.refine import ROUND_SETTINGS, refine
+from ssps.refine import refine, round_config
 from ssps.train.trainer import train
 
 
 def true_label_run(stage1: Path, manifest: Path, run_dir: Path, overrides: list[str]) -> Path:
-    """The supervised method on the true speakers, from the stage-1 weights, evaluated."""
-    config = load_config(
-        stage1 / "config.yaml",
-        [
-            *ROUND_SETTINGS,
-            f"data.manifest={manifest}",
-            f"trainer.init_from={stage1}",
-            f"run_dir={run_dir}",
-            *overrides,
-        ],
-    )
+    """The supervised method on the true speakers, from the stage-1 weights, evaluated: a
+    refine round whose labels are the true ones."""
+    config = round_config(stage1, manifest, stage1, run_dir, overrides)
     train(config)
     if not (run_dir / "evaluation.json").is_file():
         evaluate_run(run_dir, config.evaluation.trials, progress=False)

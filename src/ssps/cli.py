@@ -183,6 +183,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .inference_commands import add_allow_outside_argument, add_commands
 
     parser = argparse.ArgumentParser(
         prog="ssps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -209,11 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, help="utterances per embedding batch")
     p.add_argument("--p-target", type=float, help="minDCF target prior (default 0.01)")
-    p.add_argument(
-        "--allow-outside-root",
-        action="store_true",
-        help="score trial paths outside the audio root (absolute, or with ..); refused otherwise",
-    )
+    add_allow_outside_argument(p)
     p.add_argument(
         "--asnorm-cohort",
         help="also report AS-norm scores with this cohort "
@@ -286,9 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted overrides applied to it, e.g. a.b=1")
     p.set_defaults(func=cmd_config)
 
-    from .inference_commands import add_commands  # embed, verify, export, analyze, ...
-
-    add_commands(sub)
+    add_commands(sub)  # embed, verify, export, analyze, ...
     return parser
 
 

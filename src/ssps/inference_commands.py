@@ -175,6 +175,14 @@ def add_label_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="k-means initialisation seed")
 
 
+def add_allow_outside_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="score trial paths outside the audio root (absolute, or with ..); refused otherwise",
+    )
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory or checkpoint file")
     p.add_argument("--checkpoint", default="avg", help="avg (default), last or a path")
@@ -265,11 +273,7 @@ def add_commands(subparsers: Any) -> None:
         help="speaker means (auto: when the manifest has speakers) or single utterances",
     )
     p.add_argument("--max-cohort", type=int, help="embed at most this many cohort utterances")
-    p.add_argument(
-        "--allow-outside-root",
-        action="store_true",
-        help="score trial paths outside the audio root (absolute, or with ..)",
-    )
+    add_allow_outside_argument(p)
     p.add_argument("--json", help="also write the results to this JSON file")
     p.set_defaults(func=_lazy(".evaluate", "cmd_asnorm"))
 

@@ -20,17 +20,16 @@ the share kept are reported: diagnostics only, never used for the labels.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io.manifest import ROOT_LINE, Manifest
+from .io.manifest import Manifest
 from .options import option
 from .sampling.kmeans import spherical_kmeans
 
@@ -192,17 +191,14 @@ def write_labelled(
 ) -> int:
     """A manifest of the kept utterances (`rows`: all of them when None) whose speaker is
     the pseudo-label (`c000123`), with a `confidence` column; returns the rows written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     chosen = np.flatnonzero(keep) if rows is None else rows
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        handle.write(f"{ROOT_LINE}{manifest.root.resolve()}\n")
-        writer = csv.writer(handle)
-        writer.writerow(["file", "duration", "speaker", "confidence"])
-        for i in chosen:
-            u = manifest[int(i)]
-            writer.writerow(
-                [u.file, f"{u.duration:.3f}", f"c{int(assign[i]):06d}", f"{confidence[i]:.4f}"]
-            )
+    labelled = [
+        replace(manifest[int(i)], speaker=f"c{int(assign[i]):06d}", session=None) for i in chosen
+    ]
+    confidences = [f"{confidence[i]:.4f}" for i in chosen]
+    Manifest(labelled, manifest.root).write(
+        path, record_root=True, extra={"confidence": confidences}
+    )
     return len(chosen)
 
 

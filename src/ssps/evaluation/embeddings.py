@@ -9,7 +9,7 @@ embeddings, which bounds the encoder's memory on long recordings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
 
@@ -86,34 +86,35 @@ def _embed_batch(embed_fn: EmbedFn, waves: list[np.ndarray], device: str) -> tor
     return F.normalize(output.detach().float(), dim=1).cpu()
 
 
-def _embed_long(
-    embed_fn: EmbedFn, wave: np.ndarray, chunk: int, batch_size: int, device: str
+def _mean_of_chunks(
+    embed_fn: EmbedFn, pieces: Iterable[np.ndarray], batch_size: int, device: str
 ) -> torch.Tensor:
-    """Mean of the L2-normalised embeddings (D,) of the chunks of one long waveform."""
-    pieces = [wave[start:end] for start, end in chunk_bounds(wave.shape[0], chunk)]
-    chunk_embeddings = []
-    for _, same_length in groupby(pieces, key=len):
-        group = list(same_length)
-        for first in range(0, len(group), batch_size):
-            chunk_embeddings.append(
-                _embed_batch(embed_fn, group[first : first + batch_size], device)
-            )
-    return torch.cat(chunk_embeddings).mean(dim=0)
-
-
-def _embed_streamed(
-    embed_fn: EmbedFn, path: Path, length: int, chunk: int, batch_size: int, device: str, **read
-) -> torch.Tensor:
-    """`_embed_long` of a file read one chunk at a time (a 2-hour file is never held whole);
-    chunks of equal length are embedded `batch_size` at a time."""
+    """Mean (D,) of the L2-normalised embeddings of consecutive chunks; chunks of equal
+    length are embedded `batch_size` at a time. `pieces` may be a generator (streaming)."""
     chunk_embeddings, pending = [], []
-    for piece in read_audio_spans(path, chunk_bounds(length, chunk), **read):
+    for piece in pieces:
         if pending and (len(pending) == batch_size or len(piece) != len(pending[0])):
             chunk_embeddings.append(_embed_batch(embed_fn, pending, device))
             pending = []
         pending.append(piece)
     chunk_embeddings.append(_embed_batch(embed_fn, pending, device))
-    return F.normalize(torch.cat(chunk_embeddings).mean(dim=0, keepdim=True), dim=1)[0]
+    return torch.cat(chunk_embeddings).mean(dim=0)
+
+
+def _embed_long(
+    embed_fn: EmbedFn, wave: np.ndarray, chunk: int, batch_size: int, device: str
+) -> torch.Tensor:
+    """Mean of the L2-normalised embeddings (D,) of the chunks of one long waveform."""
+    pieces = (wave[start:end] for start, end in chunk_bounds(wave.shape[0], chunk))
+    return _mean_of_chunks(embed_fn, pieces, batch_size, device)
+
+
+def _embed_streamed(
+    embed_fn: EmbedFn, path: Path, length: int, chunk: int, batch_size: int, device: str, **read
+) -> torch.Tensor:
+    """`_embed_long` of a file read one chunk at a time (a 2-hour file is never held whole)."""
+    pieces = read_audio_spans(path, chunk_bounds(length, chunk), **read)
+    return F.normalize(_mean_of_chunks(embed_fn, pieces, batch_size, device)[None], dim=1)[0]
 
 
 def _embed_waves(

@@ -41,11 +41,12 @@ class Manifest:
     `path` refuses a file outside the root (absolute, or climbing with `..`) unless
     `allow_outside_root` is set (`data.allow_outside_root`)."""
 
-    allow_outside_root: bool = False
-
-    def __init__(self, utterances: list[Utterance], root: str | Path) -> None:
+    def __init__(
+        self, utterances: list[Utterance], root: str | Path, allow_outside_root: bool = False
+    ) -> None:
         self.utterances = list(utterances)
         self.root = Path(root)
+        self.allow_outside_root = allow_outside_root
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -108,22 +109,28 @@ class Manifest:
             root = path.parent / recorded if recorded else path.parent
         return cls(utterances, root)
 
-    def write(self, path: str | Path, record_root: bool = False) -> None:
+    def write(
+        self, path: str | Path, record_root: bool = False, extra: dict[str, list[str]] | None = None
+    ) -> None:
         """Write the CSV; `record_root` puts the audio root (absolute) on its first line, so
-        that the manifest resolves wherever it is read from."""
-        path = Path(path)
+        that the manifest resolves wherever it is read from; `extra` adds columns (name ->
+        one value per utterance), which `read` ignores."""
+        path, extra = Path(path), extra or {}
         path.parent.mkdir(parents=True, exist_ok=True)
-        columns = list(REQUIRED_COLUMNS) + [
-            c for c in LABEL_COLUMNS if any(getattr(u, c) for u in self.utterances)
-        ]
+        columns = (
+            list(REQUIRED_COLUMNS)
+            + [c for c in LABEL_COLUMNS if any(getattr(u, c) for u in self.utterances)]
+            + list(extra)
+        )
         with path.open("w", newline="", encoding="utf-8") as handle:
             if record_root:
                 handle.write(f"{ROOT_LINE}{self.root.resolve()}\n")
             writer = csv.writer(handle)
             writer.writerow(columns)
-            for u in self.utterances:
+            for i, u in enumerate(self.utterances):
                 row = {"file": u.file, "duration": f"{u.duration:.3f}"}
                 row.update({c: getattr(u, c) or "" for c in LABEL_COLUMNS})
+                row.update({c: values[i] for c, values in extra.items()})
                 writer.writerow([row[c] for c in columns])
 
 

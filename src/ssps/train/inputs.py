@@ -89,7 +89,7 @@ def read_training_manifest(config: Config) -> Manifest:
     (each logged), or BadDataError when they are more than `data.max_bad_fraction`."""
     data = config.data
     manifest = Manifest.read(data.manifest, data.audio_root or None)
-    manifest.allow_outside_root = data.allow_outside_root
+    manifest.allow_outside_root = data.allow_outside_root  # checked by path() below
     bad = scan_audio(manifest, data.sample_rate, data.resample, min_seconds=data.min_seconds)
     for path, reason in bad[:20]:
         log.warning("bad training file %s: %s", path, reason)
@@ -106,7 +106,6 @@ def read_training_manifest(config: Config) -> Manifest:
     if bad:
         skip = {path for path, _ in bad}
         keep = [u for i, u in enumerate(manifest.utterances) if str(manifest.path(i)) not in skip]
-        manifest = Manifest(keep, manifest.root)
-        manifest.allow_outside_root = data.allow_outside_root
+        manifest = Manifest(keep, manifest.root, data.allow_outside_root)
         log.warning("skipping %d bad files (first ones listed above)", len(bad))
     return manifest

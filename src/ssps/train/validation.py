@@ -12,7 +12,7 @@ import torch
 from ..config import Config
 from ..evaluation.embeddings import extract_embeddings
 from ..evaluation.report import score_trials
-from ..evaluation.trials import Trials, check_trial_files, read_trials
+from ..evaluation.trials import Trials, read_trials
 from ..methods import Method
 
 
@@ -65,7 +65,7 @@ class Validator:
             return None
         trials = read_trials(ev.trials)
         root = Path(ev.audio_root) if ev.audio_root else Path(ev.trials).parent
-        check_trial_files(trials, root, ev.trials, ev.allow_outside_root)
+        # the trial files were checked with every other input (`inputs.check_run_paths`)
         return cls(config, trial_subset(trials, ev.validation_trials), root, device)
 
     def due(self, epoch: int) -> bool:
