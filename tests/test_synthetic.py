@@ -203,6 +203,8 @@ def test_interrupted_or_foreign_folders(tmp_path: Path) -> None:
         ({"max_seconds": 0.8}, "max_seconds"),
         ({"workers": "2"}, "workers"),
         ({"n_trials": 400}, "n_trials"),
+        ({"test_sessions_per_speaker": 1}, "test_sessions_per_speaker"),
+        ({"test_sessions_per_speaker": -2}, "test_sessions_per_speaker"),
     ],
 )
 def test_bad_config_names_the_field(change: dict, field: str, tmp_path: Path) -> None:
@@ -302,3 +304,23 @@ def test_voxceleb_shaped_preset_has_the_shape_and_test_size_it_promises(tmp_path
     stored = json.loads((out / "corpus.json").read_text())["config"]
     assert stored["channel_spread"] == CORPUS_PRESETS["voxceleb-shaped"]["channel_spread"]
     assert stored["utterances_per_session"] == 2 and stored["train_speakers"] == 2
+
+
+def test_test_speakers_may_have_fewer_sessions_than_train_speakers(corpus, tmp_path):
+    """More test speakers with fewer sessions each: a test speaker's first sessions are the
+    files it has with all sessions, train/ is untouched, an older corpus.json still matches."""
+    assert "test_sessions_per_speaker" not in SMALL.content()  # older folders still match
+    wide = replace(SMALL, sessions_per_speaker=3, n_trials=20)
+    narrow = replace(wide, test_sessions_per_speaker=2)
+    a = generate_corpus(tmp_path / "wide", wide, progress=False)
+    b = generate_corpus(tmp_path / "narrow", narrow, progress=False)
+    for split, sessions in (("train", 3), ("test", 2)):
+        rows = Manifest.read(b / split / "manifest.csv").utterances
+        assert {
+            len({u.session for u in rows if u.speaker == s}) for s in {u.speaker for u in rows}
+        } == {sessions}
+        for u in rows:
+            assert (b / split / u.file).read_bytes() == (a / split / u.file).read_bytes()
+    meta = json.loads((b / "corpus.json").read_text())
+    assert meta["counts"]["test"]["sessions"] == 2 * narrow.test_speakers
+    assert meta["config"]["test_sessions_per_speaker"] == 2

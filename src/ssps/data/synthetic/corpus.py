@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+import signal
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,11 @@ class CorpusConfig:
     test_speakers: int = option(20, "speakers in test/, none of them in train/")
     sessions_per_speaker: int = option(4, "sessions (recording channels) per speaker, >= 2")
     utterances_per_session: int = option(3, "utterances per session")
+    test_sessions_per_speaker: int = option(
+        0,
+        "sessions per test speaker, >= 2 (0: sessions_per_speaker); more test speakers with "
+        "fewer sessions each give tighter speaker-bootstrap intervals for the same audio",
+    )
     min_seconds: float = option(2.0, "shortest utterance, seconds")
     max_seconds: float = option(4.0, "longest utterance, seconds")
     sample_rate: int = option(16000, "sample rate of the wav files, Hz")
@@ -80,6 +87,7 @@ class CorpusConfig:
             seed=0,
             train_speakers=1,
             test_speakers=2,
+            test_sessions_per_speaker=0,
             workers=1,
             n_trials=2,
             sessions_per_speaker=2,
@@ -96,9 +104,11 @@ class CorpusConfig:
                 raise CorpusError(
                     f"CorpusConfig.{name} must be >= {minimum}, got {getattr(self, name)}"
                 )
+        if self.test_sessions_per_speaker == 1:
+            raise CorpusError("CorpusConfig.test_sessions_per_speaker must be 0 or >= 2, got 1")
         per_session = self.utterances_per_session
-        n_sessions = self.test_speakers * self.sessions_per_speaker
-        per_speaker = self.sessions_per_speaker * per_session
+        n_sessions = self.test_speakers * self.sessions_for("test")
+        per_speaker = self.sessions_for("test") * per_session
         n_test = self.test_speakers * per_speaker
         same_speaker = self.test_speakers * per_speaker * (per_speaker - 1) // 2
         targets = same_speaker - n_sessions * per_session * (per_session - 1) // 2
@@ -109,9 +119,17 @@ class CorpusConfig:
                 f"{targets} cross-session target and {nontargets} non-target pairs"
             )
 
+    def sessions_for(self, split: str) -> int:
+        """Sessions per speaker in `split` (train or test)."""
+        return (split == "test" and self.test_sessions_per_speaker) or self.sessions_per_speaker
+
     def content(self) -> dict:
-        """The fields that determine the files (all but `workers`), as stored in corpus.json."""
-        return {k: v for k, v in asdict(self).items() if k != "workers"}
+        """The fields that determine the files (all but `workers`), as stored in corpus.json;
+        test_sessions_per_speaker only when set, so older corpus folders still match."""
+        skip = {"workers"} | (
+            {"test_sessions_per_speaker"} if not self.test_sessions_per_speaker else set()
+        )
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
 @dataclass
@@ -161,7 +179,7 @@ def render_speaker(
     """Synthesise and record every utterance of one speaker, session by session."""
     voice = speaker_voice(config, split, speaker_index)
     speaker = speaker_name(config, split, speaker_index)
-    for session_index in range(config.sessions_per_speaker):
+    for session_index in range(config.sessions_for(split)):
         channel = session_channel(config, split, speaker_index, session_index)
         prosody = sample_session_prosody(
             _rng(config, _PROSODY, split, speaker_index, session_index)
@@ -306,11 +324,18 @@ def _check_folder(out: Path, config: CorpusConfig, overwrite: bool) -> bool:
     return False
 
 
+def _default_sigterm() -> None:
+    """Pool workers end quietly when the pool terminates them: a forked worker would
+    otherwise inherit the CLI's SIGTERM handler and print a traceback."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_tasks(tasks: list, workers: int, progress: bool) -> list[tuple[str, list[Utterance]]]:
     """Run `_write_speaker` on every task, in a pool of `workers` processes when > 1."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with context.Pool(min(workers, len(tasks))) if workers > 1 else nullcontext() as pool:
+    pool_of = partial(context.Pool, min(workers, len(tasks)), initializer=_default_sigterm)
+    with pool_of() if workers > 1 else nullcontext() as pool:
         results = pool.imap_unordered(_write_speaker, tasks) if pool else map(_write_speaker, tasks)
         bar = tqdm(
             results, total=len(tasks), desc="synthetic corpus", unit="speaker", disable=not progress
@@ -347,7 +372,7 @@ def generate_corpus(
         Manifest(utterances, out / split).write(out / split / "manifest.csv")
         counts[split] = {
             "speakers": n_speakers[split],
-            "sessions": n_speakers[split] * config.sessions_per_speaker,
+            "sessions": n_speakers[split] * config.sessions_for(split),
             "utterances": len(utterances),
             "hours": round(sum(u.duration for u in utterances) / 3600.0, 4),
         }
