@@ -35,6 +35,11 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys, recwarn):
         "supervised",
     ]
     assert all(0 <= r["eer"] <= 100 for r in results)
+    from ssps.demo import QUICK
+    from ssps.train.metrics_log import read_metrics
+
+    for r in results[1:]:  # every run from the base trains the same number of epochs
+        assert len(read_metrics(r["run_dir"], "epoch")) == QUICK.more_epochs, r["name"]
     for r in results:  # every EER carries its speaker-bootstrap interval
         assert r["eer_ci95"][0] <= r["eer"] <= r["eer_ci95"][1]
     assert "eer_relative_ci95" in results[2] and "eer_relative_ci95" not in results[1]
@@ -54,3 +59,12 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys, recwarn):
     # the quick demo keeps its own folders, so a full demo never resumes its runs
     assert (tmp_path / "demo" / "runs-quick").is_dir()
     assert not (tmp_path / "demo" / "runs").exists()
+
+
+def test_a_failed_side_by_side_run_is_named(tmp_path):
+    from ssps.demo import DemoError, train_side_by_side
+
+    missing = tmp_path / "missing.csv"
+    runs = [("broken-run", [f"run_dir={tmp_path / 'run'}", f"data.manifest={missing}"])]
+    with pytest.raises(DemoError, match="broken-run failed"):
+        train_side_by_side(runs, jobs=1, epochs=1)

@@ -25,10 +25,11 @@ CORPUS_PRESETS: dict[str, dict] = {
     ),
     "voxceleb-shaped-demo": dict(
         train_speakers=100,
-        test_speakers=30,
+        test_speakers=120,
         sessions_per_speaker=12,
         utterances_per_session=2,
-        n_trials=6000,
+        test_sessions_per_speaker=6,
+        n_trials=12000,
         channel_spread=2.0,
         speaker_spread=2.0,
         min_snr_db=20.0,
