@@ -82,7 +82,7 @@ QUICK = DemoPlan(
     channels=32,
     clusters=72,
     queue=128,
-    minutes=1.5,
+    minutes=1.0,
     folder="-quick",
     smoke=True,
 )
