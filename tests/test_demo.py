@@ -65,6 +65,7 @@ def test_a_failed_side_by_side_run_is_named(tmp_path):
     from ssps.demo import DemoError, train_side_by_side
 
     missing = tmp_path / "missing.csv"
-    runs = [("broken-run", [f"run_dir={tmp_path / 'run'}", f"data.manifest={missing}"])]
+    run = tmp_path / "run"
+    runs = [("broken-run", run, [f"run_dir={run}", f"data.manifest={missing}"])]
     with pytest.raises(DemoError, match="broken-run failed"):
         train_side_by_side(runs, jobs=1, epochs=1)

@@ -150,39 +150,32 @@ def _train_in_child(overrides: list[str]) -> None:
     Trainer(load_config(None, overrides)).fit()
 
 
-def train_side_by_side(runs: list[tuple[str, list[str]]], jobs: int, epochs: int) -> None:
-    """Train (name, overrides) runs in spawned processes, `jobs` at a time, with one bar
-    over the epochs all of them train (`epochs` each, counted from their checkpoints)."""
+def train_side_by_side(runs: list[tuple[str, Path, list[str]]], jobs: int, epochs: int) -> None:
+    """Train fresh (name, run dir, overrides) runs in spawned processes, `jobs` at a time,
+    with one bar over the epochs all of them train (`epochs` each, from their checkpoints)."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch
-    run_dirs = [Path(load_config(None, overrides).run_dir) for _, overrides in runs]
-    done_before = [len(epoch_checkpoints(d)) for d in run_dirs]
     with tqdm(total=epochs * len(runs), desc="continuations", unit="epoch") as bar:
         for first in range(0, len(runs), jobs):
-            chunk = list(range(first, min(first + jobs, len(runs))))
-            children = {
-                i: context.Process(target=_train_in_child, args=(runs[i][1],)) for i in chunk
-            }
-            for child in children.values():
+            chunk = runs[first : first + jobs]
+            children = [context.Process(target=_train_in_child, args=(o,)) for _, _, o in chunk]
+            for child in children:
                 child.start()
             try:
-                while any(child.is_alive() for child in children.values()):
+                while any(child.is_alive() for child in children):
                     time.sleep(2)
-                    done = sum(
-                        len(epoch_checkpoints(d)) - before
-                        for d, before in zip(run_dirs, done_before, strict=True)
-                    )
+                    done = sum(len(epoch_checkpoints(run_dir)) for _, run_dir, _ in runs)
                     if done > bar.n:  # redrawn only when an epoch ends
                         bar.update(done - bar.n)
             finally:  # an interrupted demo leaves no training behind
-                for child in children.values():
+                for child in children:
                     if child.is_alive():
                         child.terminate()
                     child.join()
-            failed = [runs[i][0] for i, child in children.items() if child.exitcode]
+            failed = [name for (name, _, _), c in zip(chunk, children, strict=True) if c.exitcode]
             if failed:
                 raise DemoError(
                     f"demo: {', '.join(failed)} failed (its error is printed above; "
-                    f"run directories in {run_dirs[0].parent})"
+                    f"run directories in {runs[0][1].parent})"
                 )
 
 
@@ -231,7 +224,7 @@ def _run_demo(out: Path, plan: DemoPlan, started: float) -> list[dict]:
         plan.jobs,
     )
     train_side_by_side(
-        [(name, run_overrides(plan, corpus, d) + e + ONE_THREAD) for name, d, e in continuations],
+        [(n, d, run_overrides(plan, corpus, d) + e + ONE_THREAD) for n, d, e in continuations],
         plan.jobs,
         plan.more_epochs,
     )
